@@ -1,0 +1,730 @@
+#!/usr/bin/env python3
+"""Compare DHCPv4 throughput of dhcpfo, Kea and dnsmasq in one network-namespace lab.
+
+Run as root from the repository root:
+
+    .venv/bin/python bench/dhcp_bench.py [--seconds 5] [--servers dhcpfo,kea,dnsmasq]
+        [--rates 500,1000,2000,4000,8000,12000] [--json FILE]
+
+One lab (a bridge namespace, a server host 198.18.0.1/15 on e0, a client host
+198.19.255.250/15 on e0) is built once.  Each server is started in turn in the
+server namespace with a fresh lease store, and perfdhcp (which acts as a relay
+from the client host: it unicasts to the server with giaddr set, and the server
+answers to port 67) is stepped through the offered rates.  Each step counts
+*completed* exchanges (ACKs received in the REQUEST-ACK statistics; perfdhcp's
+"Rate:" line counts exchanges *started*) and the end-to-end loss
+(1 - ACKs received / DISCOVERs sent).  A server's result is the best completed
+rate among the steps whose loss is at most --max-loss (1 % by default).
+
+Only the standard library is used.  Lab rules (/work/shared/lab.md): only
+198.18.0.0/15 addresses, namespaces named with a per-run prefix, processes
+stopped by recorded pid only, namespaces deleted on exit, even on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SERVER_ADDR = "198.18.0.1"
+CLIENT_ADDR = "198.19.255.250"
+PREFIX_LEN = 15
+NETMASK = "255.254.0.0"
+POOL_FIRST = "198.18.0.10"
+POOL_LAST = "198.19.255.200"
+SUBNET = "198.18.0.0/15"
+CONTROL_PORT = 8067
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(argv, timeout=10.0, check=True, **kw) -> subprocess.CompletedProcess:
+    """Run a command with a timeout; capture its output as text."""
+    cp = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, **kw
+    )
+    if check and cp.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv)} exited {cp.returncode}: {cp.stderr.strip() or cp.stdout.strip()}"
+        )
+    return cp
+
+
+# --------------------------------------------------------------------------
+# The lab: a bridge namespace and two hosts, each with e0 on the bridge.
+# --------------------------------------------------------------------------
+
+
+class Lab:
+    """A minimal namespace lab.  Every namespace name starts with ``prefix``."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.bridge = f"{prefix}-br"
+        self.namespaces: list[str] = []
+
+    def _netns_add(self, name: str) -> None:
+        run(["ip", "netns", "add", name])
+        self.namespaces.append(name)
+        run(["ip", "-n", name, "link", "set", "lo", "up"])
+
+    def build(self) -> None:
+        self._netns_add(self.bridge)
+        run(["ip", "-n", self.bridge, "link", "add", "br0", "type", "bridge"])
+        run(["ip", "-n", self.bridge, "link", "set", "br0", "up"])
+
+    def host(self, short: str, addr: str) -> str:
+        ns = f"{self.prefix}-{short}"
+        self._netns_add(ns)
+        port = f"p-{short}"
+        run(["ip", "link", "add", "e0", "netns", ns, "type", "veth",
+             "peer", "name", port, "netns", self.bridge])
+        run(["ip", "-n", self.bridge, "link", "set", port, "master", "br0"])
+        run(["ip", "-n", self.bridge, "link", "set", port, "up"])
+        run(["ip", "-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", "e0"])
+        run(["ip", "-n", ns, "link", "set", "e0", "up"])
+        return ns
+
+    def close(self) -> None:
+        """Stop anything still running inside our namespaces, then delete them."""
+        for ns in reversed(self.namespaces):
+            try:
+                pids = run(["ip", "netns", "pids", ns], check=False).stdout.split()
+            except Exception:
+                pids = []
+            for pid in pids:  # only processes inside a namespace this run created
+                stop_pid(int(pid), grace=3.0)
+            try:
+                run(["ip", "netns", "del", ns], check=False)
+            except Exception as e:  # keep deleting the others
+                log(f"could not delete namespace {ns}: {e}")
+        self.namespaces.clear()
+
+
+def stop_pid(pid: int, grace: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+    """SIGTERM the recorded pid, SIGKILL it after ``grace`` seconds."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if proc is not None:
+            if proc.poll() is not None:
+                return
+        elif not os.path.exists(f"/proc/{pid}") or _is_zombie(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if proc is not None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (not its children)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------
+# Servers
+# --------------------------------------------------------------------------
+
+
+class ServerFailed(Exception):
+    pass
+
+
+class Server:
+    """One DHCP server under test, started in the server namespace."""
+
+    name = "?"
+    binary = ""  # checked with shutil.which before starting, if set
+
+    def __init__(self, ns: str, workdir: str, args):
+        self.ns = ns
+        self.dir = workdir
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+        self.logfile = os.path.join(workdir, f"{self.name}.out")
+        self._out = None
+
+    # subclasses fill these in
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def ready(self) -> bool:
+        """Has the server finished starting?  Default: a UDP socket on port 67 exists."""
+        return udp67_bound(self.ns, self.proc.pid)
+
+    def log_tail(self, lines: int = 15) -> str:
+        out = []
+        for path in self.log_paths():
+            try:
+                with open(path, errors="replace") as f:
+                    tail = f.readlines()[-lines:]
+            except OSError:
+                continue
+            if tail:
+                out.append(f"--- {os.path.basename(path)} ---\n" + "".join(tail).rstrip())
+        return "\n".join(out)
+
+    def log_paths(self) -> list[str]:
+        return [self.logfile]
+
+    def start(self, timeout: float) -> None:
+        argv = ["ip", "netns", "exec", self.ns] + self.command()
+        self._out = open(self.logfile, "wb")
+        # `ip netns exec` execs the command, so proc.pid is the server's own pid.
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
+            env=self.env(), cwd=self.dir, start_new_session=True,
+        )
+        log(f"{self.name}: started pid {self.proc.pid}: {' '.join(self.command())}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerFailed(f"exited with status {self.proc.returncode} while starting")
+            try:
+                if self.ready():
+                    return
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(0.2)
+        raise ServerFailed(f"not ready after {timeout:.0f} s")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_pid(self.proc.pid, grace=10.0, proc=self.proc)
+            log(f"{self.name}: stopped pid {self.proc.pid} (status {self.proc.returncode})")
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+
+def udp67_bound(ns: str, pid: int) -> bool:
+    cp = run(["ip", "netns", "exec", ns, "ss", "-Hulnp", "sport = :67"], timeout=5, check=False)
+    return f"pid={pid}," in cp.stdout
+
+
+class Dhcpfo(Server):
+    name = "dhcpfo"
+
+    def _bin(self, tool: str) -> str:
+        return os.path.join(self.args.venv, "bin", tool)
+
+    def command(self) -> list[str]:
+        return [
+            self._bin("twistd"), "-n", "--pidfile=",
+            f"--logfile={os.path.join(self.dir, 'dhcpfo.log')}",
+            "dhcpfo", "--interface", "e0",
+            "--dhcp-range", f"{POOL_FIRST},{POOL_LAST},{NETMASK},1h",
+            "--lease-store", f"sqlite:path={os.path.join(self.dir, 'leases.db')}",
+            "--control", f"tcp:{CONTROL_PORT}:interface=127.0.0.1",
+        ]
+
+    def log_paths(self) -> list[str]:
+        return [self.logfile, os.path.join(self.dir, "dhcpfo.log")]
+
+    def start(self, timeout: float) -> None:
+        for tool in ("twistd", "dhcpfo-ctl"):
+            if not os.access(self._bin(tool), os.X_OK):
+                raise ServerFailed(f"{self._bin(tool)} not found (run scripts/bootstrap)")
+        super().start(timeout)
+
+    def ready(self) -> bool:
+        cp = run(["ip", "netns", "exec", self.ns, self._bin("dhcpfo-ctl"), "status"],
+                 timeout=5, check=False)
+        return cp.returncode == 0
+
+
+class Kea(Server):
+    name = "kea"
+    binary = "kea-dhcp4"
+
+    def config(self) -> dict:
+        return {
+            "Dhcp4": {
+                "interfaces-config": {
+                    "interfaces": ["e0"],
+                    "dhcp-socket-type": self.args.kea_socket,
+                },
+                "lease-database": {
+                    "type": "memfile",
+                    "persist": True,
+                    "name": os.path.join(self.dir, "kea-leases4.csv"),
+                    "lfc-interval": 0,
+                },
+                "multi-threading": {"enable-multi-threading": False},
+                "valid-lifetime": 3600,
+                "subnet4": [
+                    {
+                        "id": 1,
+                        "subnet": SUBNET,
+                        "pools": [{"pool": f"{POOL_FIRST} - {POOL_LAST}"}],
+                    }
+                ],
+                "loggers": [
+                    {
+                        "name": "kea-dhcp4",
+                        "output_options": [{"output": os.path.join(self.dir, "kea.log")}],
+                        "severity": "INFO",
+                    }
+                ],
+            }
+        }
+
+    def command(self) -> list[str]:
+        path = os.path.join(self.dir, "kea-dhcp4.json")
+        with open(path, "w") as f:
+            json.dump(self.config(), f, indent=2)
+        return ["kea-dhcp4", "-c", path]
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KEA_PIDFILE_DIR"] = self.dir
+        env["KEA_LOCKFILE_DIR"] = self.dir
+        return env
+
+    def log_paths(self) -> list[str]:
+        return [self.logfile, os.path.join(self.dir, "kea.log")]
+
+
+class Dnsmasq(Server):
+    name = "dnsmasq"
+    binary = "dnsmasq"
+
+    def command(self) -> list[str]:
+        return [
+            "dnsmasq", "-d", "-C", "/dev/null", "--port=0",
+            "--interface=e0", "--bind-interfaces",
+            f"--dhcp-range={POOL_FIRST},{POOL_LAST},{NETMASK},1h",
+            f"--dhcp-leasefile={os.path.join(self.dir, 'dnsmasq.leases')}",
+            "--dhcp-lease-max=200000",
+            f"--pid-file={os.path.join(self.dir, 'dnsmasq.pid')}",
+            "--no-ping",
+        ]
+
+
+SERVERS = {"dhcpfo": Dhcpfo, "kea": Kea, "dnsmasq": Dnsmasq}
+
+
+# --------------------------------------------------------------------------
+# perfdhcp
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    rate: int
+    seconds: float
+    exit_status: int | None = None
+    perfdhcp_rate: float | None = None     # perfdhcp's "Rate:" line, over period + -W wait
+    started_per_s: float = 0.0             # DISCOVERs sent / test period
+    discover_sent: int = 0
+    offer_received: int = 0
+    request_sent: int = 0
+    ack_received: int = 0
+    completed_per_s: float = 0.0           # ACKs received / test period
+    loss_pct: float = 100.0                # 1 - ACKs received / DISCOVERs sent
+    do_drops_pct: float | None = None      # perfdhcp's own ratios, per exchange
+    ra_drops_pct: float | None = None
+    do_avg_delay_ms: float | None = None
+    ra_avg_delay_ms: float | None = None
+    server_cpu_pct: float | None = None    # of one CPU, during the step
+    ok: bool = False
+    note: str = ""
+
+
+_NUM = r"([0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)"
+
+
+def parse_perfdhcp(text: str) -> dict:
+    """Pull the rate line and the DISCOVER-OFFER / REQUEST-ACK blocks out of the report."""
+    out: dict = {}
+    m = re.search(rf"^Rate:\s*{_NUM}", text, re.M)
+    if m:
+        out["rate"] = float(m.group(1))
+    for key, title in (("do", "DISCOVER-OFFER"), ("ra", "REQUEST-ACK")):
+        m = re.search(rf"\*\*\*Statistics for: {title}\*\*\*(.*?)(?=\*\*\*|\Z)", text, re.S)
+        if not m:
+            continue
+        block = m.group(1)
+        d = {}
+        for label, name in (("sent packets", "sent"), ("received packets", "received"),
+                            ("drops ratio", "drops_ratio"), ("avg delay", "avg_delay")):
+            mm = re.search(rf"^{label}:\s*{_NUM}", block, re.M)
+            if mm:
+                d[name] = float(mm.group(1))
+        out[key] = d
+    return out
+
+
+def perfdhcp_argv(ns: str, rate: int, seconds: float, clients: int,
+                  extra: list[str]) -> list[str]:
+    # -p alone counts exchanges still in flight when the period ends as drops; -W (in
+    # microseconds) lets them finish without starting new ones.  perfdhcp's "Rate:" line
+    # then divides by period + wait, so completed rates are computed here instead.
+    return (["ip", "netns", "exec", ns, "perfdhcp", "-4", "-l", "e0",
+             "-r", str(rate), "-R", str(clients), "-p", f"{seconds:g}"]
+            + extra + [SERVER_ADDR])
+
+
+def probe(client_ns: str, exit_wait: list[str]) -> bool:
+    """A few exchanges at 10/s for 1 s: does the server answer at all?
+
+    (perfdhcp without -r does not do "a single exchange" as its help says: it floods;
+    and -n N exits as soon as N DISCOVERs are sent, before any answer can count.)
+    """
+    try:
+        cp = run(perfdhcp_argv(client_ns, 10, 1, 1, exit_wait), timeout=15, check=False)
+    except subprocess.TimeoutExpired:
+        return False
+    ra = parse_perfdhcp(cp.stdout).get("ra", {})
+    return ra.get("received", 0) > 0
+
+
+def exit_wait_arg(args) -> list[str]:
+    return ["-W", str(int(args.exit_wait * 1e6))] if args.exit_wait > 0 else []
+
+
+def wait_idle(pid: int, max_wait: float) -> None:
+    """Let a saturated server drain its socket backlog before the next step."""
+    deadline = time.monotonic() + max_wait
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline and last is not None:
+        time.sleep(0.3)
+        now = cpu_seconds(pid)
+        if now is None or now - last < 0.3 * 0.05:
+            return
+        last = now
+
+
+def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
+    st = Step(rate=rate, seconds=args.seconds)
+    argv = perfdhcp_argv(client_ns, rate, args.seconds, args.clients,
+                         exit_wait_arg(args) + args.perfdhcp_arg)
+    cpu0 = cpu_seconds(server.proc.pid)
+    t0 = time.monotonic()
+    try:
+        cp = run(argv, timeout=args.seconds + 30, check=False)
+    except subprocess.TimeoutExpired:
+        st.note = "perfdhcp timed out"
+        return st
+    elapsed = time.monotonic() - t0
+    cpu1 = cpu_seconds(server.proc.pid)
+    if cpu0 is not None and cpu1 is not None and elapsed > 0:
+        st.server_cpu_pct = round(100 * (cpu1 - cpu0) / elapsed, 1)
+    st.exit_status = cp.returncode
+    if args.verbose:
+        log(f"perfdhcp output:\n{cp.stdout}{cp.stderr}")
+    p = parse_perfdhcp(cp.stdout)
+    if "do" not in p:
+        st.note = f"unparsable perfdhcp output (exit {cp.returncode}): " + (
+            cp.stderr.strip() or cp.stdout.strip())[-300:]
+        return st
+    do, ra = p["do"], p.get("ra", {})
+    st.perfdhcp_rate = p.get("rate")
+    st.started_per_s = round(st.discover_sent / args.seconds, 1)
+    st.discover_sent = int(do.get("sent", 0))
+    st.offer_received = int(do.get("received", 0))
+    st.request_sent = int(ra.get("sent", 0))
+    st.ack_received = int(ra.get("received", 0))
+    st.do_drops_pct = do.get("drops_ratio")
+    st.ra_drops_pct = ra.get("drops_ratio")
+    st.do_avg_delay_ms = do.get("avg_delay")
+    st.ra_avg_delay_ms = ra.get("avg_delay")
+    st.completed_per_s = round(st.ack_received / args.seconds, 1)
+    if st.discover_sent:
+        st.loss_pct = round(100.0 * (1 - st.ack_received / st.discover_sent), 3)
+    st.ok = st.discover_sent > 0 and st.loss_pct <= args.max_loss
+    if st.discover_sent < 0.9 * rate * args.seconds:
+        st.note = (f"perfdhcp sent only {st.discover_sent / args.seconds:.0f} DISCOVER/s "
+                   f"of {rate} offered")
+    return st
+
+
+@dataclass
+class Result:
+    server: str
+    status: str = "not run"                # ok | failed | no step within loss limit
+    error: str = ""
+    steps: list[Step] = field(default_factory=list)
+    best: Step | None = None
+
+
+def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args) -> Result:
+    server_ns, client_ns = lab_ns
+    res = Result(server=cls.name)
+    workdir = os.path.join(workroot, cls.name)
+    os.makedirs(workdir)
+    server = cls(server_ns, workdir, args)
+    try:
+        try:
+            server.start(args.start_timeout)
+            deadline = time.monotonic() + args.start_timeout
+            while not probe(client_ns, exit_wait_arg(args)):
+                if not server.alive():
+                    raise ServerFailed(f"exited with status {server.proc.returncode}")
+                if time.monotonic() > deadline:
+                    raise ServerFailed("ready, but no answer to a single perfdhcp exchange")
+                time.sleep(0.5)
+        except ServerFailed as e:
+            res.status, res.error = "failed", f"{e}\n{server.log_tail()}"
+            log(f"{cls.name}: FAILED to start: {e}")
+            return res
+        log(f"{cls.name}: ready, answering")
+
+        rates = list(args.rates)
+        failures_in_a_row = 0
+        i = 0
+        while i < len(rates):
+            rate = rates[i]
+            i += 1
+            st = run_step(client_ns, server, rate, args)
+            res.steps.append(st)
+            delay = st.ra_avg_delay_ms if st.ra_avg_delay_ms is not None else float("nan")
+            log(f"{cls.name}: offered {rate:>6}/s -> completed {st.completed_per_s:>8.1f}/s, "
+                f"loss {st.loss_pct:6.2f} %, RA avg delay {delay:.3f} ms, "
+                f"server CPU {st.server_cpu_pct} %"
+                + (f"  [{st.note}]" if st.note else ""))
+            if not server.alive():
+                res.status = "failed"
+                res.error = (f"server exited with status {server.proc.returncode} during the "
+                             f"{rate}/s step\n{server.log_tail()}")
+                break
+            wait_idle(server.proc.pid, args.drain_timeout)
+            if st.ok:
+                failures_in_a_row = 0
+            else:
+                failures_in_a_row += 1
+                # Nothing passed yet at the lowest rate: look lower, by halves.
+                if (i == 1 and rate == rates[0] and not any(s.ok for s in res.steps)
+                        and rate // 2 >= args.min_rate):
+                    rates.insert(i, rate // 2)
+                    rates.pop(i - 1)
+                    i -= 1
+                    failures_in_a_row = 0
+                    continue
+                if failures_in_a_row >= args.stop_after:
+                    skipped = rates[i:]
+                    if skipped:
+                        log(f"{cls.name}: {failures_in_a_row} steps over the loss limit; "
+                            f"skipping {skipped}")
+                    break
+        good = [s for s in res.steps if s.ok]
+        if good:
+            res.best = max(good, key=lambda s: s.completed_per_s)
+            if res.status != "failed":
+                res.status = "ok"
+        elif res.status != "failed":
+            res.status = "no step within loss limit"
+        return res
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def print_report(results: list[Result], args, out=sys.stdout) -> None:
+    print(f"\nDHCPv4 4-way exchanges, perfdhcp relay, {args.seconds:g} s per step, "
+          f"best completed rate with loss <= {args.max_loss:g} %", file=out)
+    print(f"{'server':<9} {'offered/s':>9} {'completed/s':>12} {'loss %':>7} "
+          f"{'DO delay ms':>11} {'RA delay ms':>11} {'srv CPU %':>9}  status", file=out)
+    for r in results:
+        b = r.best
+        if b is None:
+            print(f"{r.server:<9} {'-':>9} {'-':>12} {'-':>7} {'-':>11} {'-':>11} {'-':>9}  "
+                  f"{r.status}", file=out)
+            continue
+        print(f"{r.server:<9} {b.rate:>9} {b.completed_per_s:>12.1f} {b.loss_pct:>7.2f} "
+              f"{fmt(b.do_avg_delay_ms, '.3f'):>11} {fmt(b.ra_avg_delay_ms, '.3f'):>11} "
+              f"{fmt(b.server_cpu_pct, '.0f'):>9}  {r.status}", file=out)
+    print("\nAll steps:", file=out)
+    for r in results:
+        for s in r.steps:
+            print(f"  {r.server:<9} offered {s.rate:>6}/s  started {s.started_per_s:>8.1f}/s"
+                  f"  completed {s.completed_per_s:>8.1f}/s  loss {s.loss_pct:6.2f} %"
+                  f"  (DO {fmt(s.do_drops_pct, 'g')} %, RA {fmt(s.ra_drops_pct, 'g')} %)"
+                  f"  RA delay {fmt(s.ra_avg_delay_ms, '.3f')} ms"
+                  f"  srv CPU {fmt(s.server_cpu_pct, '.0f')} %"
+                  + (f"  {s.note}" if s.note else ""), file=out)
+    by = {r.server: r for r in results}
+    ratios = ratio_table(by)
+    if ratios:
+        print("\nRatios of best completed rates:", file=out)
+        for k, v in ratios.items():
+            print(f"  {k}: {fmt(v, '.3f')}", file=out)
+    for r in results:
+        if r.error:
+            print(f"\n{r.server} error: {r.error}", file=out)
+
+
+def ratio_table(by: dict[str, Result]) -> dict[str, float | None]:
+    out = {}
+    base = "dhcpfo"
+    for other in ("kea", "dnsmasq"):
+        if base in by and other in by:
+            a, b = by[base].best, by[other].best
+            out[f"{base}/{other}"] = (
+                round(a.completed_per_s / b.completed_per_s, 3)
+                if a and b and b.completed_per_s else None)
+    if not out and "kea" in by and "dnsmasq" in by:
+        a, b = by["kea"].best, by["dnsmasq"].best
+        out["kea/dnsmasq"] = (round(a.completed_per_s / b.completed_per_s, 3)
+                              if a and b and b.completed_per_s else None)
+    return out
+
+
+# --------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0, help="perfdhcp test period per step")
+    ap.add_argument("--servers", default="dhcpfo,kea,dnsmasq",
+                    help="comma-separated, run in this order (dhcpfo, kea, dnsmasq)")
+    ap.add_argument("--rates", default="500,1000,2000,4000,8000,12000",
+                    help="offered rates (exchanges/s), stepped in this order")
+    ap.add_argument("--clients", type=int, default=100000, help="perfdhcp -R")
+    ap.add_argument("--max-loss", type=float, default=1.0,
+                    help="end-to-end loss (%%) a step may have and still count")
+    ap.add_argument("--stop-after", type=int, default=2,
+                    help="stop stepping a server after this many steps in a row over the limit")
+    ap.add_argument("--min-rate", type=int, default=100,
+                    help="if the lowest rate fails, halve it down to this before giving up")
+    ap.add_argument("--start-timeout", type=float, default=30.0)
+    ap.add_argument("--drain-timeout", type=float, default=15.0,
+                    help="max seconds to wait for a server to go idle between steps")
+    ap.add_argument("--exit-wait", type=float, default=1.0,
+                    help="seconds perfdhcp waits for answers after the period (-W); 0 = none")
+    ap.add_argument("--kea-socket", choices=("udp", "raw"), default="udp",
+                    help="Kea dhcp-socket-type (relayed traffic only needs udp)")
+    ap.add_argument("--perfdhcp-arg", action="append", default=[],
+                    help="extra argument passed to perfdhcp (repeatable)")
+    ap.add_argument("--venv", default=os.path.join(ROOT, ".venv"),
+                    help="virtualenv holding dhcpfo's twistd and dhcpfo-ctl")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--keep-workdir", action="store_true",
+                    help="keep configs, logs and lease files (path is printed)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print perfdhcp's full output")
+    args = ap.parse_args(argv)
+    args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for s in args.servers:
+        if s not in SERVERS:
+            ap.error(f"unknown server {s!r} (choose from {', '.join(SERVERS)})")
+    args.rates = [int(r) for r in args.rates.split(",") if r.strip()]
+    if not args.rates or min(args.rates) <= 0:
+        ap.error("--rates needs positive integers")
+    return args
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print("dhcp_bench: needs root (network namespaces)", file=sys.stderr)
+        return 2
+    for tool in ("ip", "ss", "perfdhcp"):
+        if shutil.which(tool) is None:
+            print(f"dhcp_bench: {tool} not found (scripts/bootstrap installs it)", file=sys.stderr)
+            return 2
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_exit)
+
+    lab = Lab(prefix=f"dbn{os.getpid()}")
+    workroot = tempfile.mkdtemp(prefix="dhcp_bench-")
+    results: list[Result] = []
+    t_start = time.monotonic()
+    try:
+        lab.build()
+        server_ns = lab.host("srv", SERVER_ADDR)
+        client_ns = lab.host("cli", CLIENT_ADDR)
+        log(f"lab up: {lab.namespaces} (work dir {workroot})")
+        for name in args.servers:
+            cls = SERVERS[name]
+            if cls.binary and shutil.which(cls.binary) is None:
+                results.append(Result(server=name, status="failed",
+                                      error=f"{cls.binary} not installed"))
+                continue
+            results.append(bench_server(cls, (server_ns, client_ns), workroot, args))
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        lab.close()
+        if args.keep_workdir:
+            log(f"kept {workroot}")
+        else:
+            shutil.rmtree(workroot, ignore_errors=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        log(f"lab removed; total {time.monotonic() - t_start:.0f} s")
+
+    print_report(results, args)
+    if args.json:
+        doc = {
+            "seconds": args.seconds, "rates": args.rates, "clients": args.clients,
+            "max_loss_pct": args.max_loss, "cpus": os.cpu_count(),
+            "kea_socket": args.kea_socket,
+            "results": [asdict(r) for r in results],
+            "ratios": ratio_table({r.server: r for r in results}),
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

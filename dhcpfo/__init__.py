@@ -1,0 +1,1 @@
+"""dhcpfo: a DHCPv4 + DNS server whose headline is failover."""

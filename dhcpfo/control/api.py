@@ -1,0 +1,82 @@
+"""The HTTP JSON control API (127.0.0.1:8067 by default): status and leases."""
+
+import json
+import time
+
+from twisted.web.resource import Resource
+
+import dhcpfo
+from dhcpfo.dhcp.pool import ip_int, ip_str
+from dhcpfo.leases.lease import ACTIVE
+
+
+def iso_utc(seconds):
+    if seconds >= 1 << 40:
+        return None  # infinite lease
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def lease_json(lease, now):
+    return {
+        "ip": lease.ip,
+        "mac": lease.hwaddr.hex(":"),
+        "client_id": lease.client_id.hex(":"),
+        "hostname": lease.hostname,
+        "state": lease.effective_state(now),
+        "starts": iso_utc(lease.start),
+        "expires": iso_utc(lease.expiry),
+        "owner": lease.owner,
+    }
+
+
+def status_json(dhcp, now):
+    server = dhcp.server
+    ranges = []
+    if server is not None:
+        active = {}
+        for lease in dhcp.table:
+            if lease.state == ACTIVE and lease.expiry > now:
+                ip = ip_int(bytes(map(int, lease.ip.split("."))))
+                active[ip] = active.get(ip, 0) + 1
+        for subnet in server.subnets:
+            for rng in subnet.ranges:
+                leased = sum(1 for ip in active if rng.start <= ip <= rng.end)
+                ranges.append({"subnet": subnet.describe(), "range": rng.describe(),
+                               "size": rng.size, "leased": leased,
+                               "free": max(rng.size - leased, 0)})
+    return {
+        "version": getattr(dhcpfo, "__version__", "0.1.0"),
+        "server": dhcp.config.server_name,
+        "state": dhcp.state,
+        "role": "standalone",
+        "lease_store": dhcp.config.lease_store,
+        "interfaces": [{"name": i.name, "address": i.address_str,
+                        "subnet": i.subnet.describe() if i.subnet else None}
+                       for i in (dhcp.interfaces or [])],
+        "ranges": ranges,
+        "leases": len(dhcp.table),
+        "counters": dict(server.stats) if server is not None else {},
+    }
+
+
+class _JSON(Resource):
+    isLeaf = True
+
+    def __init__(self, dhcp, render):
+        super().__init__()
+        self._dhcp = dhcp
+        self._render = render
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"application/json")
+        body = self._render(self._dhcp, self._dhcp.reactor.seconds())
+        return json.dumps(body, indent=1).encode() + b"\n"
+
+
+class ControlResource(Resource):
+    def __init__(self, dhcp):
+        super().__init__()
+        self.putChild(b"status", _JSON(dhcp, status_json))
+        self.putChild(b"leases", _JSON(dhcp, lambda d, now: [
+            lease_json(l, now) for l in sorted(
+                d.table, key=lambda l: ip_int(bytes(map(int, l.ip.split(".")))))]))

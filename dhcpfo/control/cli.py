@@ -1,0 +1,65 @@
+"""dhcpfo-ctl: ask a running dhcpfo for its status and leases."""
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+
+DEFAULT_URL = "http://127.0.0.1:8067"
+
+
+def fetch(base, path, timeout=5.0):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(base.rstrip("/") + path, timeout=timeout) as response:
+        return json.load(response)
+
+
+def table(rows, columns):
+    widths = [max([len(c)] + [len(str(r.get(c) or "")) for r in rows]) for c in columns]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths))]
+    for r in rows:
+        lines.append("  ".join(str(r.get(c) or "-").ljust(w)
+                               for c, w in zip(columns, widths)))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main(argv=None, out=sys.stdout):
+    parser = argparse.ArgumentParser(prog="dhcpfo-ctl", description=__doc__)
+    parser.add_argument("--control", default=DEFAULT_URL,
+                        help="URL of the control API (default %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("status", "server state and counters"),
+                       ("leases", "every lease the server knows")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    try:
+        data = fetch(args.control, "/" + args.command)
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        print("dhcpfo-ctl: cannot reach dhcpfo at %s: %s (is it running, and is "
+              "--control the address given to the server?)" % (args.control, reason),
+              file=sys.stderr)
+        return 2
+    if args.json:
+        json.dump(data, out, indent=1)
+        out.write("\n")
+    elif args.command == "leases":
+        out.write(table(data, ["ip", "mac", "hostname", "state", "expires",
+                               "client_id"]) + "\n")
+    else:
+        out.write("server %(server)s: %(state)s (%(role)s), %(leases)d leases, "
+                  "store %(lease_store)s\n" % data)
+        for i in data["interfaces"]:
+            out.write("  interface %s %s serving %s\n"
+                      % (i["name"], i["address"], i["subnet"] or "relayed only"))
+        out.write(table(data["ranges"], ["subnet", "range", "size", "leased", "free"])
+                  + "\n")
+        counters = ", ".join("%s=%s" % kv for kv in sorted(data["counters"].items()))
+        out.write("counters: %s\n" % (counters or "none yet"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The thin UDP protocol: parse, ask the server, send once the lease is durable."""
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from dhcpfo.dhcp.packet import CodecError, parse
+
+
+class DHCPProtocol(DatagramProtocol):
+    _log = Logger()
+    noisy = False
+
+    def __init__(self, server, store, iface):
+        self.server = server
+        self.store = store
+        self.iface = iface
+
+    def datagramReceived(self, data, addr):
+        try:
+            pkt = parse(data)
+        except CodecError as e:
+            self.server.stats["malformed"] += 1
+            self._log.info("dropped malformed packet from {addr} on {iface}: {why}",
+                           addr=addr[0], iface=self.iface.name, why=str(e))
+            return
+        try:
+            decision = self.server.handle(pkt, self.iface)
+        except Exception:
+            self.server.stats["errors"] += 1
+            self._log.failure("error handling {packet} from {addr}; dropped",
+                              packet=pkt, addr=addr[0])
+            return
+        if decision is None:
+            return
+        if decision.commit:
+            d = self.store.write(decision.commit)
+            if decision.data is not None:
+                d.addCallback(self._durable, decision)
+            d.addErrback(self._notDurable, decision)
+        else:
+            self._send(decision)
+
+    def _durable(self, _, decision):
+        self._send(decision)
+
+    def _notDurable(self, failure, decision):
+        self.server.stats["not_durable"] += 1
+        self._log.error("lease for {ip} is not durable ({why}): no reply sent",
+                        ip=decision.commit[-1].ip, why=failure.getErrorMessage())
+
+    def _send(self, decision):
+        if self.transport is None:  # stopped while the write was in flight
+            return
+        try:
+            self.transport.write(decision.data, decision.dest)
+        except OSError as e:
+            self.server.stats["send_errors"] += 1
+            self._log.warn("cannot send reply to {dest} on {iface}: {why}",
+                           dest=decision.dest, iface=self.iface.name, why=e)

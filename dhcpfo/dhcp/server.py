@@ -1,0 +1,518 @@
+"""DHCP request handling (RFC 2131 section 4.3): pure, synchronous, clock-injected.
+
+:meth:`DHCPServer.handle` takes a parsed request and the interface it came in
+on and returns a :class:`Decision`: the reply bytes, where to send them and
+the leases that must be durable before they may be sent.  It does no I/O.
+"""
+
+import socket
+import struct
+from collections import Counter
+
+from twisted.logger import Logger
+
+from dhcpfo.dhcp import packet as P
+from dhcpfo.dhcp.pool import ip_int, ip_str
+from dhcpfo.leases.hlc import HybridLogicalClock
+from dhcpfo.leases.lease import ACTIVE, DECLINED, RELEASED, Lease, client_key
+
+OFFER_TIMEOUT = 30.0          # an offered address is held this long for its client
+DECLINE_PROBATION = 600.0     # a declined address rests this long (as dnsmasq)
+EXHAUSTED_LOG_INTERVAL = 60.0
+_OPTION_CACHE_LIMIT = 4096
+
+_BROADCAST = ("255.255.255.255", 68)
+_U32 = struct.Struct("!I")
+_REPLY_HEAD = struct.Struct("!BBBBIHH4s4s4s4s16s")
+_SNAME_FILE = b"\x00" * 192
+_MANDATORY = (P.SERVER_ID, P.LEASE_TIME, P.RENEWAL_TIME, P.REBINDING_TIME,
+              P.SUBNET_MASK)
+
+
+class Decision:
+    """What to do about one request: send ``data`` to ``dest`` once ``commit``
+    (leases, possibly empty) is durable."""
+
+    __slots__ = ("data", "dest", "commit", "kind")
+
+    def __init__(self, data, dest, commit, kind):
+        self.data = data
+        self.dest = dest
+        self.commit = commit
+        self.kind = kind
+
+
+def sanitize_hostname(raw):
+    """A client's hostname reduced to one valid DNS label, or ''."""
+    text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
+    label = text.strip().split(".")[0].lower()
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c == "-") else "-"
+                      for c in label)
+    return cleaned.strip("-")[:63]
+
+
+class DHCPServer:
+    """The decision logic for every subnet this server leases on."""
+
+    _log = Logger()
+
+    def __init__(self, config, subnets, table, clock, hlc=None):
+        self.config = config
+        self.subnets = subnets
+        self.table = table
+        self.clock = clock
+        self.hlc = hlc or HybridLogicalClock(clock)
+        self.name = config.server_name
+        self.authoritative = config.authoritative
+        self.stats = Counter()
+        self._offers = {}       # ip int -> (client key, expires)
+        self._offer_of = {}     # client key -> ip int
+        self._hosts_by_mac = {}
+        self._hosts_by_id = {}
+        self._reserved = {}     # ip int -> HostReservation
+        for host in config.hosts:
+            if host.hwaddr is not None:
+                self._hosts_by_mac[host.hwaddr] = host
+            if host.client_id is not None:
+                self._hosts_by_id[host.client_id] = host
+            if host.ip is not None:
+                self._reserved[host.ip] = host
+        self._base_options = self._collect_options()
+        self._option_sets = {}
+        self._option_bytes = {}
+        self._relay_subnets = {}
+
+    # -- configuration-derived lookups -------------------------------------
+
+    def _collect_options(self):
+        base = {}
+        if self.config.domain:
+            base[P.DOMAIN_NAME] = self.config.domain.encode("ascii")
+        return base
+
+    def _options_for(self, subnet, rng, host):
+        """code -> value for a client: global, then tagged (range/host) settings."""
+        key = (id(subnet), rng.index if rng is not None else -1, id(host))
+        found = self._option_sets.get(key)
+        if found is not None:
+            return found
+        tags = set()
+        if rng is not None and rng.tag:
+            tags.add(rng.tag)
+        if host is not None:
+            tags.update(host.tags)
+        values = {P.SUBNET_MASK: subnet.netmask_bytes,
+                  P.BROADCAST_ADDRESS: subnet.broadcast_bytes}
+        values.update(self._base_options)
+        for setting in self.config.options:
+            if not setting.tags:
+                values[setting.code] = setting.value
+        for setting in self.config.options:
+            if setting.tags and tags.issuperset(setting.tags):
+                values[setting.code] = setting.value
+        if host is not None and host.hostname:
+            values[P.HOSTNAME] = host.hostname.encode("ascii")
+        values = {code: value for code, value in values.items() if value}
+        self._option_sets[key] = values
+        return values
+
+    def _encoded_options(self, subnet, rng, host, prl, server_id, lease_time):
+        """The options after message type, cached per (option set, PRL, ...)."""
+        key = (id(subnet), rng.index if rng is not None else -1, id(host), prl,
+               server_id, lease_time)
+        found = self._option_bytes.get(key)
+        if found is not None:
+            return found
+        values = dict(self._options_for(subnet, rng, host))
+        values[P.SERVER_ID] = server_id
+        if lease_time is not None:
+            values[P.LEASE_TIME] = _U32.pack(lease_time)
+            if lease_time != 0xFFFFFFFF:
+                values[P.RENEWAL_TIME] = _U32.pack(lease_time // 2)
+                values[P.REBINDING_TIME] = _U32.pack(lease_time * 7 // 8)
+        ordered = []
+        seen = set()
+        if prl:
+            for code in prl:
+                if code in values and code not in seen:
+                    ordered.append((code, values[code]))
+                    seen.add(code)
+        for code in _MANDATORY:
+            if code in values and code not in seen:
+                ordered.append((code, values[code]))
+                seen.add(code)
+        if not prl:
+            for code, value in values.items():
+                if code not in seen:
+                    ordered.append((code, value))
+        if len(self._option_bytes) >= _OPTION_CACHE_LIMIT:
+            self._option_bytes.clear()
+        found = self._option_bytes[key] = (P.encode_options(ordered), ordered)
+        return found
+
+    def host_for(self, pkt, client_id):
+        if client_id:
+            host = self._hosts_by_id.get(client_id)
+            if host is not None:
+                return host
+        return self._hosts_by_mac.get(pkt.chaddr[:pkt.hlen])
+
+    def subnet_for(self, pkt, iface):
+        """RFC 2131 4.3.1: the relay's network, else the arrival interface's."""
+        giaddr = pkt.giaddr
+        if giaddr != P.ZERO_IP:
+            found = self._relay_subnets.get(giaddr)
+            if found is None:
+                g = ip_int(giaddr)
+                found = next((s for s in self.subnets if g in s), False)
+                if len(self._relay_subnets) < _OPTION_CACHE_LIMIT:
+                    self._relay_subnets[giaddr] = found
+            return found or None
+        if pkt.ciaddr != P.ZERO_IP:
+            c = ip_int(pkt.ciaddr)
+            for s in self.subnets:
+                if c in s:
+                    return s
+        return iface.subnet
+
+    # -- the decision ------------------------------------------------------
+
+    def handle(self, pkt, iface):
+        """Decide about one parsed request; None means stay silent."""
+        stats = self.stats
+        stats["received"] += 1
+        if pkt.op != P.BOOTREQUEST:
+            stats["ignored"] += 1
+            return None
+        mtype = pkt.message_type
+        if mtype is None:
+            stats["bootp_ignored"] += 1
+            return None
+        client_id = pkt.options.get(P.CLIENT_ID, b"")
+        host = self.host_for(pkt, client_id)
+        if host is not None and host.ignore:
+            stats["ignored"] += 1
+            return None
+        subnet = self.subnet_for(pkt, iface)
+        if subnet is None:
+            stats["no_subnet"] += 1
+            return None
+        now = self.clock.seconds()
+        key = client_key(client_id, pkt.chaddr[:pkt.hlen])
+        if mtype == P.DISCOVER:
+            return self._discover(pkt, iface, subnet, host, key, client_id, now)
+        if mtype == P.REQUEST:
+            return self._request(pkt, iface, subnet, host, key, client_id, now)
+        if mtype == P.RELEASE:
+            return self._release(pkt, key, now)
+        if mtype == P.DECLINE:
+            return self._decline(pkt, key, client_id, now)
+        if mtype == P.INFORM:
+            return self._inform(pkt, iface, subnet, host)
+        stats["ignored"] += 1
+        return None
+
+    def _available(self, ip, key, host, now):
+        """May ``ip`` (int) be given to the client ``key``?"""
+        lease = self.table.by_ip.get(ip_str(ip))
+        if lease is not None and lease.expiry > now:
+            if lease.state == DECLINED:
+                return False
+            if lease.state == ACTIVE and lease.key != key:
+                return False
+        offer = self._offers.get(ip)
+        if offer is not None and offer[0] != key and offer[1] > now:
+            return False
+        reserved = self._reserved.get(ip)
+        if reserved is not None and reserved is not host:
+            return False
+        return True
+
+    def _allocate(self, subnet, key, host, now):
+        for rng in subnet.ranges:
+            if rng.static:
+                continue
+            size = rng.end - rng.start + 1
+            ip = rng.cursor
+            for _ in range(size):
+                if self._available(ip, key, host, now):
+                    rng.cursor = ip + 1 if ip < rng.end else rng.start
+                    return ip
+                ip = ip + 1 if ip < rng.end else rng.start
+        return None
+
+    def _choose(self, pkt, subnet, host, key, now):
+        """The address to offer: reservation, current lease, requested, new."""
+        if host is not None and host.ip is not None and host.ip in subnet:
+            if self._available(host.ip, key, host, now):
+                return host.ip
+        offered = self._offer_of.get(key)
+        if offered is not None and offered in subnet and self._available(
+                offered, key, host, now) and subnet.range_of(offered):
+            return offered
+        lease = self.table.for_client(key)
+        if lease is not None and lease.state != DECLINED:
+            ip = ip_int(socket.inet_aton(lease.ip))
+            if ip in subnet and subnet.range_of(ip) and self._available(
+                    ip, key, host, now):
+                return ip
+        requested = pkt.options.get(P.REQUESTED_ADDRESS)
+        if requested is not None:
+            ip = ip_int(requested)
+            if ip in subnet and subnet.range_of(ip) and self._available(
+                    ip, key, host, now):
+                return ip
+        return self._allocate(subnet, key, host, now)
+
+    def _lease_time(self, pkt, subnet, rng, host):
+        if host is not None and host.lease_time is not None:
+            granted = host.lease_time
+        elif rng is not None:
+            granted = rng.lease_time
+        else:
+            granted = subnet.ranges[0].lease_time
+        asked = pkt.options.get(P.LEASE_TIME)
+        if asked is not None:
+            asked = _U32.unpack(asked)[0]
+            if asked < granted:
+                granted = max(asked, 120)
+        return granted
+
+    def _discover(self, pkt, iface, subnet, host, key, client_id, now):
+        ip = self._choose(pkt, subnet, host, key, now)
+        if ip is None:
+            self.stats["exhausted"] += 1
+            last = subnet.last_exhausted_log
+            if last is None or now - last >= EXHAUSTED_LOG_INTERVAL:
+                subnet.last_exhausted_log = now
+                self._log.warn("no free address in {subnet} for {client}: pool "
+                               "exhausted (logged once a minute)",
+                               subnet=subnet.describe(), client=key[1:].hex(":"))
+            return None
+        previous = self._offer_of.get(key)
+        if previous is not None and previous != ip:
+            self._offers.pop(previous, None)
+        self._offers[ip] = (key, now + OFFER_TIMEOUT)
+        self._offer_of[key] = ip
+        rng = subnet.range_of(ip)
+        lease_time = self._lease_time(pkt, subnet, rng, host)
+        self.stats["offer"] += 1
+        return Decision(self._reply(pkt, P.OFFER, ip.to_bytes(4, "big"), iface,
+                                    subnet, rng, host, lease_time),
+                        self._destination(pkt, P.OFFER), None, P.OFFER)
+
+    def _request(self, pkt, iface, subnet, host, key, client_id, now):
+        options = pkt.options
+        server_id = options.get(P.SERVER_ID)
+        requested = options.get(P.REQUESTED_ADDRESS)
+        if server_id is not None:
+            if server_id != iface.address_bytes:
+                # SELECTING another server: our offer is not wanted.
+                offered = self._offer_of.pop(key, None)
+                if offered is not None:
+                    self._offers.pop(offered, None)
+                self.stats["other_server"] += 1
+                return None
+            if requested is None:
+                requested = pkt.ciaddr
+            state = "selecting"
+        elif requested is not None and pkt.ciaddr == P.ZERO_IP:
+            state = "init-reboot"
+        elif pkt.ciaddr != P.ZERO_IP:
+            requested = pkt.ciaddr
+            state = "renewing"
+        else:
+            self.stats["malformed_request"] += 1
+            return None
+        ip = ip_int(requested)
+        if ip not in subnet:
+            if state == "selecting" or self.authoritative:
+                return self._nak(pkt, iface, "address not on this network")
+            self.stats["not_ours"] += 1
+            return None
+        lease = self.table.by_ip.get(ip_str(ip))
+        mine = lease is not None and lease.key == key and lease.state != DECLINED
+        offer = self._offers.get(ip)
+        offered = offer is not None and offer[0] == key
+        reserved_here = host is not None and host.ip is not None and host.ip in subnet
+        if reserved_here and host.ip != ip:
+            return self._nak(pkt, iface, "this client has a reserved address")
+        if not self._available(ip, key, host, now):
+            return self._nak(pkt, iface, "address in use by another client")
+        rng = subnet.range_of(ip)
+        known = mine or offered or reserved_here
+        if not known:
+            if state != "selecting" and not self.authoritative:
+                # RFC 2131 4.3.2: no record of this client, so stay silent.
+                self.stats["unknown_client"] += 1
+                return None
+            if rng is None:
+                return self._nak(pkt, iface, "address not in a dynamic range")
+        elif rng is None and not reserved_here:
+            return self._nak(pkt, iface, "address no longer in a dynamic range")
+        lease_time = self._lease_time(pkt, subnet, rng, host)
+        hostname = self._hostname(pkt, host)
+        expiry = now + lease_time if lease_time != 0xFFFFFFFF else float(1 << 62)
+        new = Lease(ip_str(ip), pkt.chaddr[:pkt.hlen], client_id, hostname, ACTIVE,
+                    now, expiry, self.name, self.hlc.now())
+        commit = [new]
+        previous = self.table.for_client(key)
+        if previous is not None and previous.ip != new.ip and previous.state == ACTIVE:
+            released = Lease(previous.ip, previous.hwaddr, previous.client_id,
+                             previous.hostname, RELEASED, previous.start, now,
+                             self.name, self.hlc.now())
+            self.table.put(released)
+            commit.insert(0, released)
+        self.table.put(new)
+        if offered:
+            del self._offers[ip]
+        if self._offer_of.get(key) == ip:
+            del self._offer_of[key]
+        self.stats["ack"] += 1
+        return Decision(self._reply(pkt, P.ACK, requested, iface, subnet, rng, host,
+                                    lease_time),
+                        self._destination(pkt, P.ACK), commit, P.ACK)
+
+    def _hostname(self, pkt, host):
+        if host is not None and host.hostname:
+            return host.hostname
+        raw = pkt.options.get(P.HOSTNAME)
+        if raw:
+            return sanitize_hostname(raw)
+        fqdn = pkt.options.get(P.CLIENT_FQDN)
+        if fqdn:
+            try:
+                return sanitize_hostname(P.parse_fqdn(fqdn)[1])
+            except P.CodecError:
+                return ""
+        return ""
+
+    def _release(self, pkt, key, now):
+        lease = self.table.by_ip.get(socket.inet_ntoa(pkt.ciaddr))
+        if lease is None or lease.key != key or lease.state != ACTIVE:
+            self.stats["release_unknown"] += 1
+            return None
+        released = Lease(lease.ip, lease.hwaddr, lease.client_id, lease.hostname,
+                         RELEASED, lease.start, now, self.name, self.hlc.now())
+        self.table.put(released)
+        self.stats["release"] += 1
+        return Decision(None, None, [released], P.RELEASE)
+
+    def _decline(self, pkt, key, client_id, now):
+        requested = pkt.options.get(P.REQUESTED_ADDRESS)
+        if requested is None:
+            self.stats["decline_unknown"] += 1
+            return None
+        ip = socket.inet_ntoa(requested)
+        lease = self.table.by_ip.get(ip)
+        offer = self._offers.get(ip_int(requested))
+        if not ((lease is not None and lease.key == key)
+                or (offer is not None and offer[0] == key)):
+            self.stats["decline_unknown"] += 1
+            return None
+        declined = Lease(ip, pkt.chaddr[:pkt.hlen], client_id, "", DECLINED, now,
+                         now + DECLINE_PROBATION, self.name, self.hlc.now())
+        self.table.put(declined)
+        self._offers.pop(ip_int(requested), None)
+        self._offer_of.pop(key, None)
+        self.stats["decline"] += 1
+        self._log.warn("{client} declined {ip}: another host uses it; it rests "
+                       "{seconds:.0f}s", client=key[1:].hex(":"), ip=ip,
+                       seconds=DECLINE_PROBATION)
+        return Decision(None, None, [declined], P.DECLINE)
+
+    def _inform(self, pkt, iface, subnet, host):
+        self.stats["inform"] += 1
+        ciaddr = ip_int(pkt.ciaddr)
+        rng = subnet.range_of(ciaddr)
+        data = self._reply(pkt, P.ACK, P.ZERO_IP, iface, subnet, rng, host, None)
+        if pkt.giaddr != P.ZERO_IP:
+            dest = (socket.inet_ntoa(pkt.giaddr), 67)
+        elif pkt.ciaddr != P.ZERO_IP:
+            dest = (socket.inet_ntoa(pkt.ciaddr), 68)
+        else:
+            dest = _BROADCAST
+        return Decision(data, dest, None, P.INFORM)
+
+    def expire_offers(self):
+        """Forget offers nobody took; called periodically."""
+        now = self.clock.seconds()
+        stale = [ip for ip, (_, expires) in self._offers.items() if expires <= now]
+        for ip in stale:
+            key = self._offers.pop(ip)[0]
+            if self._offer_of.get(key) == ip:
+                del self._offer_of[key]
+        return len(stale)
+
+    # -- replies -----------------------------------------------------------
+
+    def _destination(self, pkt, mtype):
+        """RFC 2131 4.1: relay, then ciaddr, then broadcast.
+
+        A client with neither an address nor the broadcast flag should get a
+        unicast to yiaddr, which needs an ARP entry we cannot add through a
+        UDP socket; a broadcast reaches it just as well.
+        """
+        if pkt.giaddr != P.ZERO_IP:
+            return (socket.inet_ntoa(pkt.giaddr), 67)
+        if mtype != P.NAK and pkt.ciaddr != P.ZERO_IP:
+            return (socket.inet_ntoa(pkt.ciaddr), 68)
+        return _BROADCAST
+
+    def _reply(self, pkt, mtype, yiaddr, iface, subnet, rng, host, lease_time):
+        encoded, ordered = self._encoded_options(
+            subnet, rng, host, pkt.options.get(P.PARAMETER_REQUEST_LIST),
+            iface.address_bytes, lease_time)
+        limit = self._max_options_size(pkt)
+        relay = pkt.options.get(P.RELAY_AGENT_INFO)
+        extra = 3 + (len(relay) + 2 if relay is not None else 0)
+        if len(encoded) + extra > limit:
+            encoded = self._trim(ordered, limit - extra)
+        parts = [self._head(pkt, yiaddr if mtype != P.NAK else P.ZERO_IP, mtype),
+                 bytes((P.MESSAGE_TYPE, 1, mtype)), encoded]
+        if relay is not None:
+            parts.append(P.encode_options(((P.RELAY_AGENT_INFO, relay),)))
+        parts.append(b"\xff")
+        data = b"".join(parts)
+        return data if len(data) >= 300 else data.ljust(300, b"\x00")
+
+    @staticmethod
+    def _max_options_size(pkt):
+        """Room for options: the client's maximum (57) less IP/UDP and header."""
+        raw = pkt.options.get(P.MAX_MESSAGE_SIZE)
+        size = max(576, int.from_bytes(raw, "big")) if raw is not None else 576
+        return size - 28 - P.MIN_LENGTH
+
+    @staticmethod
+    def _trim(ordered, room):
+        kept = []
+        used = 0
+        for code, value in ordered:
+            cost = len(P.encode_options(((code, value),)))
+            if used + cost <= room or code in _MANDATORY:
+                kept.append((code, value))
+                used += cost
+        return P.encode_options(kept)
+
+    def _head(self, pkt, yiaddr, mtype):
+        flags = pkt.flags
+        ciaddr = pkt.ciaddr
+        if mtype == P.NAK:
+            ciaddr = P.ZERO_IP
+            if pkt.giaddr != P.ZERO_IP:
+                flags |= P.BROADCAST_FLAG
+        return _REPLY_HEAD.pack(
+            P.BOOTREPLY, pkt.htype, pkt.hlen, pkt.hops, pkt.xid, 0, flags, ciaddr,
+            yiaddr, P.ZERO_IP, pkt.giaddr, pkt.chaddr) + _SNAME_FILE + P.MAGIC
+
+    def _nak(self, pkt, iface, why):
+        self.stats["nak"] += 1
+        options = [(P.SERVER_ID, iface.address_bytes),
+                   (P.MESSAGE, why.encode("ascii"))]
+        relay = pkt.options.get(P.RELAY_AGENT_INFO)
+        if relay is not None:
+            options.append((P.RELAY_AGENT_INFO, relay))
+        data = b"".join((self._head(pkt, P.ZERO_IP, P.NAK),
+                         bytes((P.MESSAGE_TYPE, 1, P.NAK)),
+                         P.encode_options(options), b"\xff")).ljust(300, b"\x00")
+        return Decision(data, self._destination(pkt, P.NAK), None, P.NAK)

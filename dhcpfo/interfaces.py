@@ -1,0 +1,41 @@
+"""The public interfaces of dhcpfo; third parties implement these."""
+
+from zope.interface import Attribute, Interface
+
+
+class ILeaseStore(Interface):
+    """Durable storage of :class:`dhcpfo.leases.lease.Lease` records.
+
+    The server keeps every lease in memory; a store only has to persist them
+    and give them back at start-up.  All methods are called from the reactor
+    thread; an implementation may do its I/O on a thread of its own.
+    """
+
+    durable = Attribute("True if leases survive a restart of the process.")
+
+    def open():
+        """Open the store; a Deferred firing with every stored lease."""
+
+    def write(leases):
+        """Persist a sequence of leases (newer replaces older for one ip).
+
+        Returns a Deferred that fires with None only once every lease in it is
+        durable (fsynced or acknowledged by the backend), or fails if any
+        could not be written.  Writes issued while another is in flight are
+        batched (group commit); Deferreds fire in the order the writes were
+        issued.
+        """
+
+    def close():
+        """Finish pending writes and release resources; a Deferred."""
+
+
+class ILeaseStoreFactory(Interface):
+    """A store plugin, found by twisted.plugin in :mod:`dhcpfo.plugins`."""
+
+    prefix = Attribute("The name before ':' in --lease-store, e.g. 'sqlite'.")
+    description = Attribute("One line for --lease-store help.")
+    parameters = Attribute("Mapping of parameter name to its help text.")
+
+    def makeStore(reactor, **parameters):
+        """Return an :class:`ILeaseStore` built from the given parameters."""

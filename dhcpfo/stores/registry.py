@@ -1,0 +1,83 @@
+"""Turn ``--lease-store PREFIX:key=value,...`` into a store, via twisted.plugin."""
+
+from twisted.plugin import getPlugins
+
+from dhcpfo.interfaces import ILeaseStoreFactory
+
+DEFAULT = "sqlite:path=dhcpfo-leases.db"
+
+
+class StoreDescriptionError(ValueError):
+    """The --lease-store value names no installed store or a wrong parameter."""
+
+
+def factories():
+    import dhcpfo.plugins
+    found = {}
+    for factory in getPlugins(ILeaseStoreFactory, dhcpfo.plugins):
+        found.setdefault(factory.prefix, factory)
+    return found
+
+
+def parse_description(text):
+    """Split ``prefix:k=v,k=v`` into ``(prefix, {k: v})``; ``\\`` escapes , and =."""
+    prefix, _, rest = text.partition(":")
+    params = {}
+    if rest:
+        for item in _split(rest, ","):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise StoreDescriptionError(
+                    "lease store parameter %r has no value; write key=value" % item)
+            params[key] = value.replace("\\,", ",").replace("\\=", "=")
+    return prefix, params
+
+
+def _split(text, sep):
+    parts, current, escaped = [], [], False
+    for ch in text:
+        if escaped:
+            current.append("\\" + ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == sep:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def describe_stores():
+    """The text of ``--lease-store help``."""
+    lines = ["Installed lease stores (--lease-store PREFIX:key=value,...):"]
+    for prefix, factory in sorted(factories().items()):
+        lines.append("  %-8s %s" % (prefix, factory.description))
+        for key, text in factory.parameters.items():
+            lines.append("           %s=  %s" % (key, text))
+    return "\n".join(lines)
+
+
+def validate(text):
+    """Check a description against the installed stores; return (factory, params)."""
+    prefix, params = parse_description(text)
+    found = factories()
+    factory = found.get(prefix)
+    if factory is None:
+        raise StoreDescriptionError(
+            "no lease store named %r is installed; installed: %s"
+            % (prefix, ", ".join(sorted(found))))
+    unknown = set(params) - set(factory.parameters)
+    if unknown:
+        raise StoreDescriptionError(
+            "lease store %r has no parameter %s; it takes: %s"
+            % (prefix, ", ".join(sorted(unknown)),
+               ", ".join(factory.parameters) or "none"))
+    return factory, params
+
+
+def make_store(reactor, text):
+    factory, params = validate(text)
+    return factory.makeStore(reactor, **params)
