@@ -193,6 +193,10 @@ class Server:
         """Has the server finished starting?  Default: a UDP socket on port 67 exists."""
         return udp67_bound(self.ns, self.proc.pid)
 
+    def naks(self) -> int | None:
+        """NAKs sent so far, if the server's log says (perfdhcp counts a NAK as a drop)."""
+        return None
+
     def log_tail(self, lines: int = 15) -> str:
         out = []
         for path in self.log_paths():
@@ -345,6 +349,14 @@ class Dnsmasq(Server):
         ]
 
 
+    def naks(self) -> int | None:
+        try:
+            with open(self.logfile, "rb") as f:
+                return f.read().count(b"DHCPNAK(")
+        except OSError:
+            return None
+
+
 SERVERS = {"dhcpfo": Dhcpfo, "kea": Kea, "dnsmasq": Dnsmasq}
 
 
@@ -370,7 +382,9 @@ class Step:
     ra_drops_pct: float | None = None
     do_avg_delay_ms: float | None = None
     ra_avg_delay_ms: float | None = None
+    ra_max_delay_ms: float | None = None
     server_cpu_pct: float | None = None    # of one CPU, during the step
+    server_naks: int | None = None         # NAKs the server logged during the step
     ok: bool = False
     note: str = ""
 
@@ -391,7 +405,8 @@ def parse_perfdhcp(text: str) -> dict:
         block = m.group(1)
         d = {}
         for label, name in (("sent packets", "sent"), ("received packets", "received"),
-                            ("drops ratio", "drops_ratio"), ("avg delay", "avg_delay")):
+                            ("drops ratio", "drops_ratio"), ("avg delay", "avg_delay"),
+                            ("max delay", "max_delay")):
             mm = re.search(rf"^{label}:\s*{_NUM}", block, re.M)
             if mm:
                 d[name] = float(mm.group(1))
@@ -444,6 +459,7 @@ def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
     argv = perfdhcp_argv(client_ns, rate, args.seconds, args.clients,
                          exit_wait_arg(args) + args.perfdhcp_arg)
     cpu0 = cpu_seconds(server.proc.pid)
+    naks0 = server.naks()
     t0 = time.monotonic()
     try:
         cp = run(argv, timeout=args.seconds + 30, check=False)
@@ -455,6 +471,9 @@ def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
     if cpu0 is not None and cpu1 is not None and elapsed > 0:
         st.server_cpu_pct = round(100 * (cpu1 - cpu0) / elapsed, 1)
     st.exit_status = cp.returncode
+    naks1 = server.naks()
+    if naks0 is not None and naks1 is not None:
+        st.server_naks = naks1 - naks0
     if args.verbose:
         log(f"perfdhcp output:\n{cp.stdout}{cp.stderr}")
     p = parse_perfdhcp(cp.stdout)
@@ -464,7 +483,6 @@ def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
         return st
     do, ra = p["do"], p.get("ra", {})
     st.perfdhcp_rate = p.get("rate")
-    st.started_per_s = round(st.discover_sent / args.seconds, 1)
     st.discover_sent = int(do.get("sent", 0))
     st.offer_received = int(do.get("received", 0))
     st.request_sent = int(ra.get("sent", 0))
@@ -473,7 +491,9 @@ def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
     st.ra_drops_pct = ra.get("drops_ratio")
     st.do_avg_delay_ms = do.get("avg_delay")
     st.ra_avg_delay_ms = ra.get("avg_delay")
+    st.started_per_s = round(st.discover_sent / args.seconds, 1)
     st.completed_per_s = round(st.ack_received / args.seconds, 1)
+    st.ra_max_delay_ms = ra.get("max_delay")
     if st.discover_sent:
         st.loss_pct = round(100.0 * (1 - st.ack_received / st.discover_sent), 3)
     st.ok = st.discover_sent > 0 and st.loss_pct <= args.max_loss
@@ -526,6 +546,7 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args) -> Result:
             log(f"{cls.name}: offered {rate:>6}/s -> completed {st.completed_per_s:>8.1f}/s, "
                 f"loss {st.loss_pct:6.2f} %, RA avg delay {delay:.3f} ms, "
                 f"server CPU {st.server_cpu_pct} %"
+                + (f", {st.server_naks} NAKs" if st.server_naks else "")
                 + (f"  [{st.note}]" if st.note else ""))
             if not server.alive():
                 res.status = "failed"
@@ -594,6 +615,7 @@ def print_report(results: list[Result], args, out=sys.stdout) -> None:
                   f"  (DO {fmt(s.do_drops_pct, 'g')} %, RA {fmt(s.ra_drops_pct, 'g')} %)"
                   f"  RA delay {fmt(s.ra_avg_delay_ms, '.3f')} ms"
                   f"  srv CPU {fmt(s.server_cpu_pct, '.0f')} %"
+                  + (f"  NAKs {s.server_naks}" if s.server_naks else "")
                   + (f"  {s.note}" if s.note else ""), file=out)
     by = {r.server: r for r in results}
     ratios = ratio_table(by)

@@ -265,9 +265,14 @@ def _parse_store(value):
 
 
 def build(pairs):
-    """Build a :class:`Config` from ``(name, value, where)`` triples, in order."""
+    """Build a :class:`Config` from ``(name, value[, where])`` tuples, in order.
+
+    ``value`` is None for flags such as ``dhcp-authoritative``.
+    """
     config = Config()
-    for name, value, where in pairs:
+    for item in pairs:
+        name, value = item[0], item[1]
+        where = item[2] if len(item) > 2 else "configuration"
         try:
             _apply(config, name, value)
         except ConfigError as e:

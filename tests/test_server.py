@@ -1,0 +1,383 @@
+"""Request handling (dhcpfo.dhcp.server) driven with task.Clock, no sockets."""
+
+import socket
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from dhcpfo import config as C
+from dhcpfo.dhcp import packet as P
+from dhcpfo.dhcp.pool import InterfaceInfo, build_subnets
+from dhcpfo.dhcp.server import DHCPServer, sanitize_hostname
+from dhcpfo.leases.lease import ACTIVE, DECLINED, RELEASED
+from dhcpfo.leases.table import LeaseTable
+
+SERVER = "192.0.2.1"
+OTHER_SERVER = "192.0.2.2"
+MAC1 = bytes.fromhex("525400000001")
+MAC2 = bytes.fromhex("525400000002")
+
+
+def ip(text):
+    return socket.inet_aton(text)
+
+
+def request(mtype, mac=MAC1, xid=1, options=(), **fields):
+    opts = {P.MESSAGE_TYPE: bytes((mtype,))}
+    opts.update(dict(options))
+    return P.parse(P.Packet(xid=xid, chaddr=mac, options=opts, **fields).encode())
+
+
+def make_server(args, clock=None, authoritative=False):
+    pairs = [(n, v, "test") for n, v in args]
+    if authoritative:
+        pairs.append(("dhcp-authoritative", None, "test"))
+    pairs.append(("server-name", "srv1", "test"))
+    config = C.build(pairs)
+    iface = InterfaceInfo("e0", int.from_bytes(ip(SERVER), "big"),
+                          0xFFFFFF00)
+    subnets = build_subnets(config.ranges, [iface])
+    iface.subnet = next(s for s in subnets if iface.address in s)
+    clock = clock or Clock()
+    clock.advance(1_800_000_000)
+    server = DHCPServer(config, subnets, LeaseTable(), clock)
+    return server, iface, clock
+
+
+BASIC = [("dhcp-range", "192.0.2.10,192.0.2.12,1h"),
+         ("dhcp-option", "option:router,192.0.2.1"),
+         ("domain", "lab.test")]
+
+
+class Reply:
+    """A decision's reply, parsed back."""
+
+    def __init__(self, decision):
+        self.decision = decision
+        self.packet = P.parse(decision.data)
+        self.type = self.packet.message_type
+        self.yiaddr = socket.inet_ntoa(self.packet.yiaddr)
+        self.options = self.packet.options
+
+
+class DORATests(SynchronousTestCase):
+    def setUp(self):
+        self.server, self.iface, self.clock = make_server(BASIC)
+
+    def handle(self, pkt):
+        decision = self.server.handle(pkt, self.iface)
+        return None if decision is None or decision.data is None else Reply(decision)
+
+    def dora(self, mac=MAC1, options=(), xid=7):
+        offer = self.handle(request(P.DISCOVER, mac, xid, options))
+        ack = self.handle(request(P.REQUEST, mac, xid, tuple(options) + (
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.packet.yiaddr))))
+        return offer, ack
+
+    def test_discover_offers_first_free_address(self):
+        offer = self.handle(request(P.DISCOVER))
+        self.assertEqual(offer.type, P.OFFER)
+        self.assertEqual(offer.yiaddr, "192.0.2.10")
+        self.assertEqual(offer.packet.op, P.BOOTREPLY)
+        self.assertEqual(offer.packet.xid, 1)
+        self.assertEqual(offer.options[P.SERVER_ID], ip(SERVER))
+        self.assertEqual(offer.options[P.LEASE_TIME], (3600).to_bytes(4, "big"))
+        self.assertEqual(offer.options[P.RENEWAL_TIME], (1800).to_bytes(4, "big"))
+        self.assertEqual(offer.options[P.REBINDING_TIME], (3150).to_bytes(4, "big"))
+        self.assertEqual(offer.options[P.SUBNET_MASK], ip("255.255.255.0"))
+        self.assertEqual(offer.decision.dest, ("255.255.255.255", 68))
+        self.assertIsNone(offer.decision.commit)
+        self.assertEqual(len(self.server.table), 0, "an offer is not a lease")
+
+    def test_offer_is_held_for_its_client(self):
+        first = self.handle(request(P.DISCOVER, MAC1))
+        again = self.handle(request(P.DISCOVER, MAC1))
+        other = self.handle(request(P.DISCOVER, MAC2))
+        self.assertEqual(first.yiaddr, again.yiaddr)
+        self.assertNotEqual(first.yiaddr, other.yiaddr)
+
+    def test_full_exchange_commits_durable_lease(self):
+        offer, ack = self.dora(options=((P.HOSTNAME, b"Laptop.example"),))
+        self.assertEqual(ack.type, P.ACK)
+        self.assertEqual(ack.yiaddr, offer.yiaddr)
+        [lease] = ack.decision.commit
+        self.assertEqual((lease.ip, lease.hwaddr, lease.hostname, lease.state,
+                          lease.owner), (offer.yiaddr, MAC1, "laptop", ACTIVE, "srv1"))
+        self.assertEqual(lease.expiry - lease.start, 3600)
+        self.assertIs(self.server.table.get(offer.yiaddr), lease)
+
+    def test_same_client_keeps_its_address(self):
+        _, ack = self.dora()
+        offer = self.handle(request(P.DISCOVER, MAC1))
+        self.assertEqual(offer.yiaddr, ack.yiaddr)
+
+    def test_requested_address_honoured_if_free(self):
+        offer = self.handle(request(P.DISCOVER, options=(
+            (P.REQUESTED_ADDRESS, ip("192.0.2.12")),)))
+        self.assertEqual(offer.yiaddr, "192.0.2.12")
+        outside = self.handle(request(P.DISCOVER, MAC2, options=(
+            (P.REQUESTED_ADDRESS, ip("192.0.2.99")),)))
+        self.assertEqual(outside.yiaddr, "192.0.2.10")
+
+    def test_requested_address_of_another_client_not_offered(self):
+        _, ack = self.dora(MAC1)
+        offer = self.handle(request(P.DISCOVER, MAC2, options=(
+            (P.REQUESTED_ADDRESS, ack.packet.yiaddr),)))
+        self.assertNotEqual(offer.yiaddr, ack.yiaddr)
+
+    def test_pool_exhausted_no_offer(self):
+        for n in range(3):
+            self.dora(bytes([0x52, 0, 0, 0, 1, n]))
+        self.assertIsNone(self.handle(request(P.DISCOVER, MAC2)))
+        self.assertEqual(self.server.stats["exhausted"], 1)
+
+    def test_expired_lease_reused(self):
+        for n in range(3):
+            self.dora(bytes([0x52, 0, 0, 0, 1, n]))
+        self.clock.advance(3601)
+        offer = self.handle(request(P.DISCOVER, MAC2))
+        self.assertEqual(offer.type, P.OFFER)
+
+    def test_offer_expires(self):
+        for n in range(3):
+            self.handle(request(P.DISCOVER, bytes([0x52, 0, 0, 0, 1, n])))
+        self.assertIsNone(self.handle(request(P.DISCOVER, MAC2)))
+        self.clock.advance(31)
+        self.assertEqual(self.server.expire_offers(), 3)
+        self.assertEqual(self.handle(request(P.DISCOVER, MAC2)).type, P.OFFER)
+
+    def test_request_for_other_server_drops_offer(self):
+        offer = self.handle(request(P.DISCOVER, MAC1))
+        self.assertIsNone(self.handle(request(P.REQUEST, MAC1, options=(
+            (P.SERVER_ID, ip(OTHER_SERVER)),
+            (P.REQUESTED_ADDRESS, offer.packet.yiaddr)))))
+        # The address is free for the next client at once.
+        self.assertEqual(self.handle(request(P.DISCOVER, MAC2, options=(
+            (P.REQUESTED_ADDRESS, offer.packet.yiaddr),))).yiaddr, offer.yiaddr)
+
+    def test_selecting_address_of_another_client_naks(self):
+        _, ack = self.dora(MAC1)
+        nak = self.handle(request(P.REQUEST, MAC2, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, ack.packet.yiaddr))))
+        self.assertEqual(nak.type, P.NAK)
+
+    def test_nak_format(self):
+        nak = self.handle(request(P.REQUEST, MAC2, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, ip("198.51.100.5")))))
+        self.assertEqual(nak.type, P.NAK)
+        self.assertEqual(nak.packet.yiaddr, P.ZERO_IP)
+        self.assertEqual(nak.packet.siaddr, P.ZERO_IP)
+        self.assertEqual(nak.packet.ciaddr, P.ZERO_IP)
+        for code in (P.LEASE_TIME, P.RENEWAL_TIME, P.REBINDING_TIME, P.SUBNET_MASK,
+                     P.ROUTER):
+            self.assertNotIn(code, nak.options)
+        self.assertEqual(nak.decision.dest, ("255.255.255.255", 68))
+
+    def test_init_reboot_right_address_acks(self):
+        _, ack = self.dora()
+        again = self.handle(request(P.REQUEST, options=(
+            (P.REQUESTED_ADDRESS, ack.packet.yiaddr),)))
+        self.assertEqual(again.type, P.ACK)
+        self.assertEqual(again.yiaddr, ack.yiaddr)
+
+    def test_init_reboot_wrong_subnet(self):
+        wrong = ((P.REQUESTED_ADDRESS, ip("198.51.100.7")),)
+        self.assertIsNone(self.handle(request(P.REQUEST, options=wrong)))
+        server, iface, _ = make_server(BASIC, authoritative=True)
+        nak = Reply(server.handle(request(P.REQUEST, options=wrong), iface))
+        self.assertEqual(nak.type, P.NAK)
+
+    def test_init_reboot_other_clients_address_naks(self):
+        _, ack = self.dora(MAC1)
+        nak = self.handle(request(P.REQUEST, MAC2, options=(
+            (P.REQUESTED_ADDRESS, ack.packet.yiaddr),)))
+        self.assertEqual(nak.type, P.NAK)
+
+    def test_init_reboot_unknown_client(self):
+        """Silent unless authoritative; authoritative ACKs a free address."""
+        asked = ((P.REQUESTED_ADDRESS, ip("192.0.2.11")),)
+        self.assertIsNone(self.handle(request(P.REQUEST, options=asked)))
+        server, iface, _ = make_server(BASIC, authoritative=True)
+        ack = Reply(server.handle(request(P.REQUEST, options=asked), iface))
+        self.assertEqual((ack.type, ack.yiaddr), (P.ACK, "192.0.2.11"))
+
+    def test_renewing_unicast(self):
+        _, ack = self.dora()
+        self.clock.advance(1800)
+        renew = self.handle(request(P.REQUEST, ciaddr=ack.packet.yiaddr))
+        self.assertEqual(renew.type, P.ACK)
+        self.assertEqual(renew.decision.dest, (ack.yiaddr, 68))
+        [lease] = renew.decision.commit
+        self.assertEqual(lease.expiry, self.clock.seconds() + 3600)
+        self.assertGreater(lease.version, ack.decision.commit[0].version)
+
+    def test_release(self):
+        _, ack = self.dora()
+        decision = self.server.handle(
+            request(P.RELEASE, ciaddr=ack.packet.yiaddr), self.iface)
+        self.assertIsNone(decision.data)
+        [lease] = decision.commit
+        self.assertEqual(lease.state, RELEASED)
+        self.assertEqual(self.server.table.get(ack.yiaddr).state, RELEASED)
+        # A release from another client changes nothing.
+        self.assertIsNone(self.server.handle(
+            request(P.RELEASE, MAC2, ciaddr=ack.packet.yiaddr), self.iface))
+
+    def test_decline_quarantines(self):
+        offer, ack = self.dora()
+        decision = self.server.handle(request(P.DECLINE, options=(
+            (P.REQUESTED_ADDRESS, ack.packet.yiaddr),)), self.iface)
+        self.assertEqual(decision.commit[0].state, DECLINED)
+        again = self.handle(request(P.DISCOVER))
+        self.assertNotEqual(again.yiaddr, ack.yiaddr)
+        self.clock.advance(601)
+        self.assertTrue(self.server._available(
+            int.from_bytes(ack.packet.yiaddr, "big"), b"x", None,
+            self.clock.seconds()))
+
+    def test_inform(self):
+        reply = self.handle(request(P.INFORM, ciaddr=ip("192.0.2.77")))
+        self.assertEqual(reply.type, P.ACK)
+        self.assertEqual(reply.packet.yiaddr, P.ZERO_IP)
+        self.assertNotIn(P.LEASE_TIME, reply.options)
+        self.assertEqual(reply.options[P.ROUTER], ip("192.0.2.1"))
+        self.assertEqual(reply.decision.dest, ("192.0.2.77", 68))
+        self.assertIsNone(reply.decision.commit)
+
+    def test_client_id_identifies_client(self):
+        cid = ((P.CLIENT_ID, b"\x01" + MAC1),)
+        _, ack = self.dora(MAC1, options=cid)
+        # Same client-id from another hardware address is the same client.
+        offer = self.handle(request(P.DISCOVER, MAC2, options=cid))
+        self.assertEqual(offer.yiaddr, ack.yiaddr)
+
+    def test_parameter_request_list_order(self):
+        prl = bytes([P.DOMAIN_NAME, P.ROUTER, P.SUBNET_MASK])
+        raw = self.server.handle(request(P.DISCOVER, options=(
+            (P.PARAMETER_REQUEST_LIST, prl),)), self.iface).data
+        codes = []
+        i = 240
+        while raw[i] != 255:
+            codes.append(raw[i])
+            i += 2 + raw[i + 1]
+        self.assertEqual(codes[:4], [P.MESSAGE_TYPE, P.DOMAIN_NAME, P.ROUTER,
+                                     P.SUBNET_MASK])
+        self.assertIn(P.SERVER_ID, codes)
+        self.assertNotIn(P.BROADCAST_ADDRESS, codes, "not requested, not sent")
+
+    def test_max_message_size_respected(self):
+        server, iface, _ = make_server(BASIC + [
+            ("dhcp-option", "option:domain-search," + ",".join(
+                "d%02d.%s.example" % (n, "x" * 40) for n in range(12)))])
+        prl = bytes([P.SUBNET_MASK, 119, P.ROUTER])
+        reply = server.handle(request(P.DISCOVER, options=(
+            (P.PARAMETER_REQUEST_LIST, prl),
+            (P.MAX_MESSAGE_SIZE, (576).to_bytes(2, "big")))), iface)
+        self.assertLessEqual(len(reply.data), 576 - 28)
+        self.assertIn(P.SERVER_ID, P.parse(reply.data).options)
+        big = server.handle(request(P.DISCOVER, MAC2, options=(
+            (P.PARAMETER_REQUEST_LIST, prl),
+            (P.MAX_MESSAGE_SIZE, (1500).to_bytes(2, "big")))), iface)
+        self.assertIn(119, P.parse(big.data).options)
+
+    def test_broadcast_flag_and_bootp(self):
+        reply = self.handle(request(P.DISCOVER, flags=P.BROADCAST_FLAG))
+        self.assertEqual(reply.packet.flags, P.BROADCAST_FLAG)
+        self.assertEqual(reply.decision.dest, ("255.255.255.255", 68))
+        bootp = P.parse(P.Packet(chaddr=MAC1).encode())
+        self.assertIsNone(self.server.handle(bootp, self.iface))
+        self.assertEqual(self.server.stats["bootp_ignored"], 1)
+
+    def test_replies_ignore_bootreply(self):
+        pkt = request(P.DISCOVER)
+        pkt.op = P.BOOTREPLY
+        self.assertIsNone(self.server.handle(pkt, self.iface))
+
+
+class RelayTests(SynchronousTestCase):
+    def setUp(self):
+        self.server, self.iface, _ = make_server(BASIC + [
+            ("dhcp-range", "198.51.100.10,198.51.100.20,255.255.255.0,2h")])
+
+    def test_relayed_discover(self):
+        agent = b"\x01\x04port\x02\x03abc"
+        decision = self.server.handle(request(
+            P.DISCOVER, giaddr=ip("198.51.100.1"), hops=1,
+            options=((P.RELAY_AGENT_INFO, agent),)), self.iface)
+        reply = P.parse(decision.data)
+        self.assertEqual(decision.dest, ("198.51.100.1", 67))
+        self.assertEqual(socket.inet_ntoa(reply.yiaddr), "198.51.100.10")
+        self.assertEqual(reply.giaddr, ip("198.51.100.1"))
+        self.assertEqual(reply.hops, 1)
+        self.assertEqual(reply.options[P.RELAY_AGENT_INFO], agent)
+        self.assertEqual(reply.options[P.LEASE_TIME], (7200).to_bytes(4, "big"))
+        self.assertEqual(list(reply.options)[-1], P.RELAY_AGENT_INFO)
+
+    def test_relayed_nak_sets_broadcast(self):
+        decision = self.server.handle(request(
+            P.REQUEST, giaddr=ip("198.51.100.1"),
+            options=((P.SERVER_ID, ip(SERVER)),
+                     (P.REQUESTED_ADDRESS, ip("192.0.2.10")))), self.iface)
+        reply = P.parse(decision.data)
+        self.assertEqual(reply.message_type, P.NAK)
+        self.assertEqual(decision.dest, ("198.51.100.1", 67))
+        self.assertTrue(reply.flags & P.BROADCAST_FLAG)
+
+    def test_unknown_relay_ignored(self):
+        self.assertIsNone(self.server.handle(
+            request(P.DISCOVER, giaddr=ip("203.0.113.1")), self.iface))
+        self.assertEqual(self.server.stats["no_subnet"], 1)
+
+
+class ReservationTests(SynchronousTestCase):
+    def setUp(self):
+        self.server, self.iface, _ = make_server(BASIC + [
+            ("dhcp-host", "52:54:00:00:00:01,192.0.2.50,printer,set:print"),
+            ("dhcp-host", "52:54:00:00:00:09,ignore"),
+            ("dhcp-option", "tag:print,option:ntp-server,192.0.2.123")])
+
+    def test_reserved_address_hostname_and_tagged_option(self):
+        offer = P.parse(self.server.handle(request(P.DISCOVER, options=(
+            (P.PARAMETER_REQUEST_LIST, bytes([1, 3, 12, 42])),)), self.iface).data)
+        self.assertEqual(socket.inet_ntoa(offer.yiaddr), "192.0.2.50")
+        self.assertEqual(offer.options[P.HOSTNAME], b"printer")
+        self.assertEqual(offer.options[42], ip("192.0.2.123"))
+        ack = self.server.handle(request(P.REQUEST, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, ip("192.0.2.50")))),
+            self.iface)
+        self.assertEqual(ack.commit[0].hostname, "printer")
+        other = P.parse(self.server.handle(request(P.DISCOVER, MAC2, options=(
+            (P.PARAMETER_REQUEST_LIST, bytes([42])),)), self.iface).data)
+        self.assertNotIn(42, other.options)
+
+    def test_reserved_address_refused_to_others(self):
+        nak = self.server.handle(request(P.REQUEST, MAC2, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, ip("192.0.2.50")))),
+            self.iface)
+        self.assertEqual(P.parse(nak.data).message_type, P.NAK)
+
+    def test_reserved_client_moved_off_dynamic_address(self):
+        nak = self.server.handle(request(P.REQUEST, options=(
+            (P.REQUESTED_ADDRESS, ip("192.0.2.10")),)), self.iface)
+        self.assertEqual(P.parse(nak.data).message_type, P.NAK)
+
+    def test_ignored_host(self):
+        self.assertIsNone(self.server.handle(
+            request(P.DISCOVER, bytes.fromhex("525400000009")), self.iface))
+
+
+class HostnameTests(SynchronousTestCase):
+    def test_sanitize(self):
+        self.assertEqual(sanitize_hostname(b"My_Laptop.corp"), "my-laptop")
+        self.assertEqual(sanitize_hostname(b"-x-"), "x")
+        self.assertEqual(sanitize_hostname(b"\xff\xfe"), "")
+        self.assertEqual(len(sanitize_hostname(b"a" * 100)), 63)
+
+    def test_fqdn_option(self):
+        server, iface, _ = make_server(BASIC)
+        fqdn = b"\x04\x00\x00\x04host\x03lab\x04test\x00"
+        offer = P.parse(server.handle(request(P.DISCOVER), iface).data)
+        ack = server.handle(request(P.REQUEST, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr),
+            (P.CLIENT_FQDN, fqdn))), iface)
+        self.assertEqual(ack.commit[0].hostname, "host")
