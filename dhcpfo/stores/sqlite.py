@@ -7,7 +7,7 @@ many leases; when idle a write goes out at once.
 
 import sqlite3
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -48,6 +48,7 @@ class SQLiteLeaseStore:
         self._waiters = []
         self._busy = False
         self._closing = None
+        self._closeStarted = False
         self.batches = 0
         self.written = 0
 
@@ -68,6 +69,8 @@ class SQLiteLeaseStore:
                 conn.execute("SELECT %s FROM leases" % _COLUMNS)]
 
     def write(self, leases):
+        if self._closing is not None:
+            return fail(RuntimeError("lease store %s is closed" % self.path))
         d = Deferred()
         self._pending.extend(leases)
         self._waiters.append(d)
@@ -119,6 +122,9 @@ class SQLiteLeaseStore:
         return self._closing
 
     def _finishClose(self):
+        if self._closeStarted:
+            return
+        self._closeStarted = True
         closing = self._closing
         d = deferToThreadPool(self._reactor, self._pool, self._closeConnection)
 
