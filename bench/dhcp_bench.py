@@ -386,6 +386,7 @@ class Step:
     server_cpu_pct: float | None = None    # of one CPU, during the step
     server_naks: int | None = None         # NAKs the server logged during the step
     ok: bool = False
+    phase: str = "step"                    # step | down (halving) | refine (bisection)
     note: str = ""
 
 
@@ -534,13 +535,12 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args) -> Result:
             return res
         log(f"{cls.name}: ready, answering")
 
-        rates = list(args.rates)
-        failures_in_a_row = 0
-        i = 0
-        while i < len(rates):
-            rate = rates[i]
-            i += 1
+        class Died(Exception):
+            pass
+
+        def step(rate: int, phase: str) -> Step:
             st = run_step(client_ns, server, rate, args)
+            st.phase = phase
             res.steps.append(st)
             delay = st.ra_avg_delay_ms if st.ra_avg_delay_ms is not None else float("nan")
             log(f"{cls.name}: offered {rate:>6}/s -> completed {st.completed_per_s:>8.1f}/s, "
@@ -552,26 +552,44 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args) -> Result:
                 res.status = "failed"
                 res.error = (f"server exited with status {server.proc.returncode} during the "
                              f"{rate}/s step\n{server.log_tail()}")
-                break
+                raise Died()
             wait_idle(server.proc.pid, args.drain_timeout)
-            if st.ok:
-                failures_in_a_row = 0
-            else:
-                failures_in_a_row += 1
-                # Nothing passed yet at the lowest rate: look lower, by halves.
-                if (i == 1 and rate == rates[0] and not any(s.ok for s in res.steps)
-                        and rate // 2 >= args.min_rate):
-                    rates.insert(i, rate // 2)
-                    rates.pop(i - 1)
-                    i -= 1
+            return st
+
+        try:
+            # 1. The listed rates, in order, until --stop-after failures in a row.
+            failures_in_a_row = 0
+            for n, rate in enumerate(args.rates):
+                if step(rate, "step").ok:
                     failures_in_a_row = 0
-                    continue
-                if failures_in_a_row >= args.stop_after:
-                    skipped = rates[i:]
-                    if skipped:
-                        log(f"{cls.name}: {failures_in_a_row} steps over the loss limit; "
-                            f"skipping {skipped}")
+                else:
+                    failures_in_a_row += 1
+                    if failures_in_a_row >= args.stop_after:
+                        if args.rates[n + 1:]:
+                            log(f"{cls.name}: {failures_in_a_row} steps in a row over the loss "
+                                f"limit; skipping {args.rates[n + 1:]}")
+                        break
+            # 2. Nothing passed: halve the lowest rate down to --min-rate until one does.
+            rate = min(args.rates)
+            while not any(s.ok for s in res.steps) and rate // 2 >= args.min_rate:
+                rate //= 2
+                step(rate, "down")
+            # 3. Bisect between the best passing rate and the next failing one above it.
+            for _ in range(args.refine):
+                passed = [s.rate for s in res.steps if s.ok]
+                if not passed:
                     break
+                lo = max(passed)
+                above = [s.rate for s in res.steps if not s.ok and s.rate > lo]
+                if not above:
+                    break
+                hi = min(above)
+                mid = int(round((lo + hi) / 2, -2)) or (lo + hi) // 2
+                if not lo < mid < hi or hi - lo < max(100, lo // 20):
+                    break
+                step(mid, "refine")
+        except Died:
+            pass
         good = [s for s in res.steps if s.ok]
         if good:
             res.best = max(good, key=lambda s: s.completed_per_s)
@@ -610,7 +628,7 @@ def print_report(results: list[Result], args, out=sys.stdout) -> None:
     print("\nAll steps:", file=out)
     for r in results:
         for s in r.steps:
-            print(f"  {r.server:<9} offered {s.rate:>6}/s  started {s.started_per_s:>8.1f}/s"
+            print(f"  {r.server:<9} {s.phase:<6} offered {s.rate:>6}/s  started {s.started_per_s:>8.1f}/s"
                   f"  completed {s.completed_per_s:>8.1f}/s  loss {s.loss_pct:6.2f} %"
                   f"  (DO {fmt(s.do_drops_pct, 'g')} %, RA {fmt(s.ra_drops_pct, 'g')} %)"
                   f"  RA delay {fmt(s.ra_avg_delay_ms, '.3f')} ms"
@@ -661,6 +679,8 @@ def parse_args(argv=None):
                     help="stop stepping a server after this many steps in a row over the limit")
     ap.add_argument("--min-rate", type=int, default=100,
                     help="if the lowest rate fails, halve it down to this before giving up")
+    ap.add_argument("--refine", type=int, default=2,
+                    help="bisection steps between the best passing and first failing rate")
     ap.add_argument("--start-timeout", type=float, default=30.0)
     ap.add_argument("--drain-timeout", type=float, default=15.0,
                     help="max seconds to wait for a server to go idle between steps")

@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 
-__all__ = ["Lab", "LabError", "parse_perfdhcp", "ALLOWED_NETWORKS"]
+__all__ = ["Lab", "LabError", "parse_perfdhcp", "tail", "ALLOWED_NETWORKS"]
 
 ALLOWED_NETWORKS = tuple(
     ipaddress.ip_network(n)
@@ -130,7 +130,8 @@ def _check_name(name):
         raise ValueError("lab names are short [a-z0-9_] words, not %r" % (name,))
 
 
-def _tail(path, lines=40):
+def tail(path, lines=40):
+    """The last *lines* lines of a (log) file, or a note that it is missing."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -503,11 +504,11 @@ class Lab:
                 return
             if proc is not None and proc.poll() is not None:
                 raise LabError("%s exited with %s before listening on UDP %d:\n%s" % (
-                    proc.args[3:], proc.returncode, port, _tail(proc.log_path)))
+                    proc.args[3:], proc.returncode, port, tail(proc.log_path)))
             if time.monotonic() > deadline:
                 raise LabError("nothing listens on UDP %d in %s after %ss%s" % (
                     port, host, timeout,
-                    ":\n" + _tail(proc.log_path) if proc is not None else ""))
+                    ":\n" + tail(proc.log_path) if proc is not None else ""))
             time.sleep(0.1)
 
     # -- servers and relays --------------------------------------------------
@@ -531,7 +532,7 @@ class Lab:
             if proc.poll() is not None:
                 self.stop(proc)
                 raise LabError("dhcpfo in %s exited with %s:\n%s\n%s" % (
-                    host, proc.returncode, _tail(proc.log_path), _tail(logfile)))
+                    host, proc.returncode, tail(proc.log_path), tail(logfile)))
             try:
                 r = self.ctl(host, "status", timeout=5)
                 if r.returncode == 0:
@@ -544,7 +545,7 @@ class Lab:
                                "%ss (last: %s)\nstdout:\n%s\nlog:\n%s" % (
                                    host, timeout,
                                    r and (r.stdout + r.stderr).strip(),
-                                   _tail(proc.log_path), _tail(logfile)))
+                                   tail(proc.log_path), tail(logfile)))
             time.sleep(0.2)
 
     def ctl(self, host, *args, timeout=10):
@@ -643,6 +644,10 @@ class Lab:
             out.append(ev)
         return out
 
+    def client_log(self, kind, host, iface="e0"):
+        """Path of the *kind* (dhclient/udhcpc) client's output on host/iface."""
+        return self._client(kind, host, iface)["log"]
+
     def client_events(self, kind, host, iface="e0"):
         """Events recorded for the *kind* (dhclient/udhcpc) client on host/iface."""
         return self.events(self._client(kind, host, iface))
@@ -664,7 +669,7 @@ class Lab:
             if time.monotonic() > deadline:
                 raise LabError("%s: no %s event within %ss; events %s\n%s" % (
                     what, "/".join(wanted), timeout,
-                    [e.get("event") for e in evs], _tail(c["log"])))
+                    [e.get("event") for e in evs], tail(c["log"])))
             time.sleep(0.05)
 
     def dhclient(self, host, iface="e0", extra=(), timeout=20, hostname=None,
@@ -704,7 +709,7 @@ class Lab:
             self._stop_client(c)
             if check:
                 raise LabError("dhclient in %s/%s got no lease (exit %s):\n%s" % (
-                    host, iface, proc.returncode, _tail(c["log"])))
+                    host, iface, proc.returncode, tail(c["log"])))
             return None
         return self._dhclient_result(ev)
 
@@ -800,7 +805,7 @@ class Lab:
         if ev is None:
             if check:
                 raise LabError("udhcpc in %s/%s got no lease (exit %s):\n%s" % (
-                    host, iface, proc.returncode, _tail(c["log"])))
+                    host, iface, proc.returncode, tail(c["log"])))
             return None
         return self._udhcpc_result(ev)
 
@@ -844,7 +849,7 @@ class Lab:
                               "udhcpc renew in %s" % host)
         if ev is None:
             raise LabError("udhcpc in %s exited while renewing:\n%s" % (
-                host, _tail(c["log"])))
+                host, tail(c["log"])))
         return self._udhcpc_result(ev)
 
     def udhcpc_release(self, host, iface="e0", timeout=10):

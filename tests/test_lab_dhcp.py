@@ -16,7 +16,7 @@ import time
 
 from twisted.trial import unittest
 
-from dhcpfo.lab import Lab, LabError, _tail
+from dhcpfo.lab import Lab, LabError, tail
 
 SBIN_PATH = os.pathsep.join(
     [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
@@ -75,7 +75,7 @@ class LabTestCase(unittest.TestCase):
         return self.server
 
     def serverLog(self):
-        return "\n--- dhcpfo log (tail) ---\n" + _tail(self.lab.path("dhcpfo.log"), 30)
+        return "\n--- dhcpfo log (tail) ---\n" + tail(self.lab.path("dhcpfo.log"), 30)
 
     def leases(self):
         return self.lab.leases("srv")
@@ -228,6 +228,27 @@ class ClientTests(LabTestCase):
         self.lab.host("cli2", "lan")
         other = self.dhclient("cli2")
         self.assertNotEqual(other["ip"], first["ip"])
+
+    @needs("dhclient")
+    def test_authoritative_nak(self):
+        """
+        An authoritative server that has no binding for the address a client
+        asks for in INIT-REBOOT (here: a new lease database and a range that
+        no longer includes it) NAKs it, and the client then gets a new lease.
+        """
+        self.startServer()
+        first = self.dhclient()
+        self.assertEqual(first["ip"], "192.0.2.10")
+        self.lab.stop(self.server)
+        self.db = self.lab.path("other.db")
+        self.startServer(ranges=("192.0.2.100,192.0.2.200,1h",))
+        again = self.dhclient()
+        log = open(self.lab.client_log("dhclient", "cli")).read()
+        self.assertIn("DHCPNAK from 192.0.2.1", log,
+                      "no NAK for the INIT-REBOOT REQUEST of an unknown, "
+                      "out-of-range address" + self.serverLog())
+        self.assertEqual(again["reason"], "BOUND")
+        self.assertInRange(again["ip"], "192.0.2.100", "192.0.2.200")
 
     @needs("dhclient")
     def test_reservation(self):
