@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -383,7 +384,7 @@ class Step:
     do_avg_delay_ms: float | None = None
     ra_avg_delay_ms: float | None = None
     ra_max_delay_ms: float | None = None
-    server_cpu_pct: float | None = None    # of one CPU, during the step
+    server_cpu_pct: float | None = None    # % of one CPU over the run minus the -W wait
     server_naks: int | None = None         # NAKs the server logged during the step
     ok: bool = False
     phase: str = "step"                    # step | down (halving) | refine (bisection)
@@ -439,6 +440,17 @@ def probe(client_ns: str, exit_wait: list[str]) -> bool:
     return ra.get("received", 0) > 0
 
 
+def write_mac_list(path: str, count: int, seed: int) -> None:
+    """``count`` distinct random unicast, locally administered MACs, one a line (perfdhcp -M)."""
+    import random
+    rnd = random.Random(seed)
+    macs: set[str] = set()
+    while len(macs) < count:
+        macs.add("02:" + ":".join(f"{rnd.randrange(256):02x}" for _ in range(5)))
+    with open(path, "w") as f:
+        f.write("\n".join(sorted(macs)) + "\n")
+
+
 def exit_wait_arg(args) -> list[str]:
     return ["-W", str(int(args.exit_wait * 1e6))] if args.exit_wait > 0 else []
 
@@ -458,7 +470,7 @@ def wait_idle(pid: int, max_wait: float) -> None:
 def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
     st = Step(rate=rate, seconds=args.seconds)
     argv = perfdhcp_argv(client_ns, rate, args.seconds, args.clients,
-                         exit_wait_arg(args) + args.perfdhcp_arg)
+                         exit_wait_arg(args) + args.mac_arg + args.perfdhcp_arg)
     cpu0 = cpu_seconds(server.proc.pid)
     naks0 = server.naks()
     t0 = time.monotonic()
@@ -469,8 +481,9 @@ def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
         return st
     elapsed = time.monotonic() - t0
     cpu1 = cpu_seconds(server.proc.pid)
-    if cpu0 is not None and cpu1 is not None and elapsed > 0:
-        st.server_cpu_pct = round(100 * (cpu1 - cpu0) / elapsed, 1)
+    busy = elapsed - args.exit_wait  # the -W tail is mostly idle (unless backlogged)
+    if cpu0 is not None and cpu1 is not None and busy > 0:
+        st.server_cpu_pct = round(100 * (cpu1 - cpu0) / busy, 1)
     st.exit_status = cp.returncode
     naks1 = server.naks()
     if naks0 is not None and naks1 is not None:
@@ -507,38 +520,55 @@ def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
 @dataclass
 class Result:
     server: str
+    round: int = 1
     status: str = "not run"                # ok | failed | no step within loss limit
     error: str = ""
     steps: list[Step] = field(default_factory=list)
     best: Step | None = None
 
 
-def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args) -> Result:
+def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, round_no: int = 1) -> Result:
     server_ns, client_ns = lab_ns
-    res = Result(server=cls.name)
-    workdir = os.path.join(workroot, cls.name)
-    os.makedirs(workdir)
-    server = cls(server_ns, workdir, args)
-    try:
+    res = Result(server=cls.name, round=round_no)
+    workdir = os.path.join(workroot, f"{cls.name}-{round_no}")
+    starts = 0
+    server: Server | None = None
+
+    class Died(Exception):
+        pass
+
+    def launch() -> Server:
+        """Start the server on an empty work dir (fresh lease state) and wait for answers."""
+        nonlocal starts
+        starts += 1
+        d = os.path.join(workdir, f"start{starts}")
+        os.makedirs(d)
+        srv = cls(server_ns, d, args)
         try:
-            server.start(args.start_timeout)
+            srv.start(args.start_timeout)
             deadline = time.monotonic() + args.start_timeout
             while not probe(client_ns, exit_wait_arg(args)):
-                if not server.alive():
-                    raise ServerFailed(f"exited with status {server.proc.returncode}")
+                if not srv.alive():
+                    raise ServerFailed(f"exited with status {srv.proc.returncode}")
                 if time.monotonic() > deadline:
-                    raise ServerFailed("ready, but no answer to a single perfdhcp exchange")
+                    raise ServerFailed("ready, but does not answer perfdhcp")
                 time.sleep(0.5)
         except ServerFailed as e:
-            res.status, res.error = "failed", f"{e}\n{server.log_tail()}"
+            res.status, res.error = "failed", f"{e}\n{srv.log_tail()}"
             log(f"{cls.name}: FAILED to start: {e}")
-            return res
+            srv.stop()
+            raise Died()
         log(f"{cls.name}: ready, answering")
+        return srv
 
-        class Died(Exception):
-            pass
-
+    try:
         def step(rate: int, phase: str) -> Step:
+            nonlocal server
+            if server is None or args.fresh_each_step and res.steps:
+                if server is not None:
+                    server.stop()
+                    server = None
+                server = launch()
             st = run_step(client_ns, server, rate, args)
             st.phase = phase
             res.steps.append(st)
@@ -599,7 +629,8 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args) -> Result:
             res.status = "no step within loss limit"
         return res
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
 
 
 # --------------------------------------------------------------------------
@@ -611,55 +642,77 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def summarize(results: list[Result]) -> dict[str, dict]:
+    """Per server: the best completed rate of each round, and their median."""
+    out: dict[str, dict] = {}
+    for r in results:
+        d = out.setdefault(r.server, {"rounds": [], "statuses": []})
+        d["rounds"].append(r.best.completed_per_s if r.best else None)
+        d["statuses"].append(r.status)
+    for d in out.values():
+        vals = sorted(v for v in d["rounds"] if v is not None)
+        d["median"] = statistics.median(vals) if vals else None
+    return out
+
+
+def ratio_table(summary: dict[str, dict]) -> dict[str, float | None]:
+    def ratio(a, b):
+        x, y = summary[a]["median"], summary[b]["median"]
+        return round(x / y, 3) if x and y else None
+
+    out = {}
+    for other in ("kea", "dnsmasq"):
+        if "dhcpfo" in summary and other in summary:
+            out[f"dhcpfo/{other}"] = ratio("dhcpfo", other)
+    if "kea" in summary and "dnsmasq" in summary:
+        out["kea/dnsmasq"] = ratio("kea", "dnsmasq")
+    return out
+
+
 def print_report(results: list[Result], args, out=sys.stdout) -> None:
-    print(f"\nDHCPv4 4-way exchanges, perfdhcp relay, {args.seconds:g} s per step, "
+    rounds = max((r.round for r in results), default=1)
+    print(f"\nDHCPv4 4-way exchanges via perfdhcp (relay), {args.seconds:g} s per step, "
+          f"{args.macs} client MACs{', fresh server per step' if args.fresh_each_step else ''}; "
           f"best completed rate with loss <= {args.max_loss:g} %", file=out)
-    print(f"{'server':<9} {'offered/s':>9} {'completed/s':>12} {'loss %':>7} "
-          f"{'DO delay ms':>11} {'RA delay ms':>11} {'srv CPU %':>9}  status", file=out)
+    hdr = (f"{'server':<9} {'round':>5} {'offered/s':>9} {'completed/s':>12} {'loss %':>7} "
+           f"{'DO delay ms':>11} {'RA delay ms':>11} {'srv CPU %':>9}  status")
+    print(hdr, file=out)
     for r in results:
         b = r.best
         if b is None:
-            print(f"{r.server:<9} {'-':>9} {'-':>12} {'-':>7} {'-':>11} {'-':>11} {'-':>9}  "
-                  f"{r.status}", file=out)
+            print(f"{r.server:<9} {r.round:>5} {'-':>9} {'-':>12} {'-':>7} {'-':>11} {'-':>11} "
+                  f"{'-':>9}  {r.status}", file=out)
             continue
-        print(f"{r.server:<9} {b.rate:>9} {b.completed_per_s:>12.1f} {b.loss_pct:>7.2f} "
-              f"{fmt(b.do_avg_delay_ms, '.3f'):>11} {fmt(b.ra_avg_delay_ms, '.3f'):>11} "
-              f"{fmt(b.server_cpu_pct, '.0f'):>9}  {r.status}", file=out)
-    print("\nAll steps:", file=out)
+        print(f"{r.server:<9} {r.round:>5} {b.rate:>9} {b.completed_per_s:>12.1f} "
+              f"{b.loss_pct:>7.2f} {fmt(b.do_avg_delay_ms, '.3f'):>11} "
+              f"{fmt(b.ra_avg_delay_ms, '.3f'):>11} {fmt(b.server_cpu_pct, '.0f'):>9}  {r.status}",
+              file=out)
+    print("\nAll steps (in the order run):", file=out)
     for r in results:
         for s in r.steps:
-            print(f"  {r.server:<9} {s.phase:<6} offered {s.rate:>6}/s  started {s.started_per_s:>8.1f}/s"
+            print(f"  {r.server:<9} r{r.round} {s.phase:<6} offered {s.rate:>6}/s"
+                  f"  started {s.started_per_s:>8.1f}/s"
                   f"  completed {s.completed_per_s:>8.1f}/s  loss {s.loss_pct:6.2f} %"
-                  f"  (DO {fmt(s.do_drops_pct, 'g')} %, RA {fmt(s.ra_drops_pct, 'g')} %)"
+                  f"  (DO {fmt(s.do_drops_pct, '.3g')} %, RA {fmt(s.ra_drops_pct, '.3g')} %)"
                   f"  RA delay {fmt(s.ra_avg_delay_ms, '.3f')} ms"
                   f"  srv CPU {fmt(s.server_cpu_pct, '.0f')} %"
                   + (f"  NAKs {s.server_naks}" if s.server_naks else "")
                   + (f"  {s.note}" if s.note else ""), file=out)
-    by = {r.server: r for r in results}
-    ratios = ratio_table(by)
+    summary = summarize(results)
+    if rounds > 1:
+        print(f"\nMedian over {rounds} rounds of the best completed rate:", file=out)
+        for name, d in summary.items():
+            print(f"  {name:<9} {fmt(d['median'], '.1f'):>9}/s   rounds: "
+                  + ", ".join(fmt(v, '.0f') for v in d["rounds"]), file=out)
+    ratios = ratio_table(summary)
     if ratios:
-        print("\nRatios of best completed rates:", file=out)
+        print("\nRatios of best completed rates" + (" (medians)" if rounds > 1 else "") + ":",
+              file=out)
         for k, v in ratios.items():
-            print(f"  {k}: {fmt(v, '.3f')}", file=out)
+            print(f"  {k:<15} {fmt(v, '.3f')}", file=out)
     for r in results:
         if r.error:
-            print(f"\n{r.server} error: {r.error}", file=out)
-
-
-def ratio_table(by: dict[str, Result]) -> dict[str, float | None]:
-    out = {}
-    base = "dhcpfo"
-    for other in ("kea", "dnsmasq"):
-        if base in by and other in by:
-            a, b = by[base].best, by[other].best
-            out[f"{base}/{other}"] = (
-                round(a.completed_per_s / b.completed_per_s, 3)
-                if a and b and b.completed_per_s else None)
-    if not out and "kea" in by and "dnsmasq" in by:
-        a, b = by["kea"].best, by["dnsmasq"].best
-        out["kea/dnsmasq"] = (round(a.completed_per_s / b.completed_per_s, 3)
-                              if a and b and b.completed_per_s else None)
-    return out
+            print(f"\n{r.server} (round {r.round}) error: {r.error}", file=out)
 
 
 # --------------------------------------------------------------------------
@@ -673,12 +726,21 @@ def parse_args(argv=None):
     ap.add_argument("--rates", default="500,1000,2000,4000,8000,12000",
                     help="offered rates (exchanges/s), stepped in this order")
     ap.add_argument("--clients", type=int, default=100000, help="perfdhcp -R")
+    ap.add_argument("--macs", choices=("sequential", "random"), default="sequential",
+                    help="client MACs: perfdhcp's own (base + counter, -R) or a list of "
+                         "--clients random MACs picked at random per exchange (-M)")
+    ap.add_argument("--seed", type=int, default=1, help="seed for --macs random")
     ap.add_argument("--max-loss", type=float, default=1.0,
                     help="end-to-end loss (%%) a step may have and still count")
     ap.add_argument("--stop-after", type=int, default=2,
                     help="stop stepping a server after this many steps in a row over the limit")
     ap.add_argument("--min-rate", type=int, default=100,
                     help="if the lowest rate fails, halve it down to this before giving up")
+    ap.add_argument("--fresh-each-step", action="store_true",
+                    help="restart the server on an empty lease store before every step "
+                         "(default: one start per server, leases accumulate over the steps)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the whole server sequence this many times; ratios use medians")
     ap.add_argument("--refine", type=int, default=2,
                     help="bisection steps between the best passing and first failing rate")
     ap.add_argument("--start-timeout", type=float, default=30.0)
@@ -732,13 +794,20 @@ def main(argv=None) -> int:
         server_ns = lab.host("srv", SERVER_ADDR)
         client_ns = lab.host("cli", CLIENT_ADDR)
         log(f"lab up: {lab.namespaces} (work dir {workroot})")
-        for name in args.servers:
-            cls = SERVERS[name]
-            if cls.binary and shutil.which(cls.binary) is None:
-                results.append(Result(server=name, status="failed",
-                                      error=f"{cls.binary} not installed"))
-                continue
-            results.append(bench_server(cls, (server_ns, client_ns), workroot, args))
+        args.mac_arg = []
+        if args.macs == "random":
+            path = os.path.join(workroot, "macs.txt")
+            write_mac_list(path, args.clients, args.seed)
+            args.mac_arg = ["-M", path]
+        for round_no in range(1, args.repeat + 1):
+            for name in args.servers:
+                cls = SERVERS[name]
+                if cls.binary and shutil.which(cls.binary) is None:
+                    results.append(Result(server=name, round=round_no, status="failed",
+                                          error=f"{cls.binary} not installed"))
+                    continue
+                results.append(
+                    bench_server(cls, (server_ns, client_ns), workroot, args, round_no))
     except KeyboardInterrupt:
         log("interrupted")
         return 130
@@ -759,9 +828,11 @@ def main(argv=None) -> int:
         doc = {
             "seconds": args.seconds, "rates": args.rates, "clients": args.clients,
             "max_loss_pct": args.max_loss, "cpus": os.cpu_count(),
-            "kea_socket": args.kea_socket,
+            "kea_socket": args.kea_socket, "macs": args.macs, "exit_wait_s": args.exit_wait,
+            "fresh_each_step": args.fresh_each_step, "repeat": args.repeat,
             "results": [asdict(r) for r in results],
-            "ratios": ratio_table({r.server: r for r in results}),
+            "summary": summarize(results),
+            "ratios": ratio_table(summarize(results)),
         }
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)

@@ -151,7 +151,7 @@ def _parse_range(value):
             ips.append(parse_ip(item))
         elif item == "static":
             static = True
-        elif _is_time(item):
+        elif _is_time(item) or re.match(r"^\d+[a-z]+$", item):
             lease_time = parse_lease_time(item)
         else:
             raise ConfigError("%r is neither an address, a netmask nor a lease time"
@@ -197,6 +197,9 @@ def _parse_host(value):
         if not item:
             continue
         if item.startswith("id:"):
+            if not item[3:]:
+                raise ConfigError("id: needs a client identifier, e.g. "
+                                  "id:01:52:54:00:aa:bb:cc")
             client_id = parse_client_id(item[3:])
         elif item.startswith("set:"):
             tags.append(item[4:])
@@ -208,6 +211,8 @@ def _parse_host(value):
             ip = parse_ip(item)
         elif _is_time(item):
             lease_time = parse_lease_time(item)
+        elif re.match(r"^[\d.]+$", item):
+            raise ConfigError("%r is not a valid IPv4 address" % item)
         elif _LABEL.match(item.split(".")[0]) and not hostname:
             hostname = item.lower()
         else:
@@ -321,6 +326,9 @@ def read_conf_file(path):
             lines = f.read().splitlines()
     except OSError as e:
         raise ConfigError("cannot read --conf-file %s: %s" % (path, e.strerror)) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError("--conf-file %s is not UTF-8 text (byte %d); save it as "
+                          "UTF-8" % (path, e.start)) from None
     pairs = []
     for number, line in enumerate(lines, 1):
         line = line.strip()

@@ -230,6 +230,17 @@ class GuessTests(SynchronousTestCase):
         self.assertEqual(O.encode_value(250, ['"quoted text"']), b"quoted text")
 
     @settings(max_examples=200)
+    @given(st.from_regex(r"\A[0-9]{1,11}\Z"))
+    def test_guessed_integers(self, digits):
+        """Any run of decimal digits: the smallest of 1, 2, 4 bytes, or too big."""
+        value = int(digits, 10)
+        if value >= 1 << 32:
+            self.assertRaises(O.OptionValueError, O.encode_value, 250, [digits])
+        else:
+            size = 1 if value < 256 else 2 if value < 65536 else 4
+            self.assertEqual(O.encode_value(250, [digits]), value.to_bytes(size, "big"))
+
+    @settings(max_examples=200)
     @given(st.lists(st.one_of(st.from_regex(r"\A[0-9]{1,11}\Z"),
                               st.text(alphabet="0123456789abcdef:.x, ", max_size=12)),
                     min_size=1, max_size=4))

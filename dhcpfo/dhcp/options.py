@@ -30,8 +30,10 @@ OPTIONS = {
     "mtu": (26, "u16"),
     "all-subnets-local": (27, "bool"),
     "broadcast": (28, "ip"),
+    "policy-filter": (21, "ips"),
     "router-discovery": (31, "bool"),
     "router-solicitation": (32, "ip"),
+    "static-route": (33, "ips"),
     "trailer-encapsulation": (34, "bool"),
     "arp-timeout": (35, "u32"),
     "ethernet-encap": (36, "bool"),
@@ -61,6 +63,9 @@ OPTIONS = {
     "nntp-server": (71, "ips"),
     "irc-server": (74, "ips"),
     "user-class": (77, "str"),
+    "client-arch": (93, "u16"),
+    "client-interface-id": (94, "hex"),
+    "client-machine-id": (97, "hex"),
     "posix-timezone": (100, "str"),
     "tzdb-timezone": (101, "str"),
     "ipv6-only": (108, "u32"),
@@ -110,9 +115,17 @@ def _ip(text):
         raise OptionValueError("%r is not an IPv4 address" % text) from None
 
 
+def _number(text):
+    """dnsmasq reads decimal (leading zeros allowed) or 0x-prefixed hex."""
+    text = text.strip()
+    if text[:2].lower() == "0x":
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
 def _int(text, size):
     try:
-        value = int(text, 0)
+        value = _number(text)
     except ValueError:
         raise OptionValueError("%r is not a number" % text) from None
     if not 0 <= value < 1 << (8 * size):
@@ -124,7 +137,10 @@ def _names(values):
     out = []
     for name in values:
         for label in name.strip(".").split("."):
-            raw = label.encode("idna") if label else b""
+            try:
+                raw = label.encode("idna") if label else b""
+            except UnicodeError:
+                raise OptionValueError("%r is not a valid domain name" % name) from None
             if not 0 < len(raw) < 64:
                 raise OptionValueError("%r is not a valid domain name" % name)
             out.append(bytes((len(raw),)) + raw)
@@ -185,7 +201,7 @@ def encode_value(code, values):
             raise OptionValueError("expected hex bytes like 01:02:0a, got %r" % text)
         return bytes(int(b, 16) for b in text.split(":"))
     if kind == "int":
-        value = int(values[0], 0)
+        value = _number(values[0])
         size = 1 if value < 256 else 2 if value < 65536 else 4
         return _int(values[0], size)
     raise AssertionError(kind)  # pragma: no cover
@@ -198,7 +214,7 @@ def _guess(values):
         return "ips"
     if _HEX.match(text):
         return "hex"
-    if len(values) == 1 and re.match(r"^\d+$", values[0]):
+    if len(values) == 1 and re.match(r"^(\d+|0[xX][0-9a-fA-F]+)$", values[0].strip()):
         return "int"
     return "str"
 

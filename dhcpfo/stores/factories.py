@@ -23,7 +23,7 @@ class MemoryStoreFactory:
     description = "in memory only: leases are lost when the server stops (labs)"
     parameters = {}
 
-    def makeStore(self, reactor):
+    def makeStore(self, reactor, **parameters):
         from dhcpfo.stores.memory import MemoryLeaseStore
         return MemoryLeaseStore()
 

@@ -46,6 +46,8 @@ def _split(text, sep):
             current = []
         else:
             current.append(ch)
+    if escaped:
+        current.append("\\")
     parts.append("".join(current))
     return parts
 

@@ -92,10 +92,11 @@ class SQLiteLeaseStore:
         conn.execute("BEGIN")
         try:
             conn.executemany(_UPSERT, rows)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def _flushed(self, result, waiters, count):
         self._busy = False
@@ -117,7 +118,10 @@ class SQLiteLeaseStore:
     def close(self):
         if self._closing is None:
             self._closing = Deferred()
-            if not self._busy:
+            if not self._pool.started:
+                self._closeStarted = True
+                self._closing.callback(None)
+            elif not self._busy:
                 self._finishClose()
         return self._closing
 

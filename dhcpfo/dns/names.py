@@ -1,0 +1,92 @@
+"""Domain-name helpers shared by the DNS modules.
+
+Inside dhcpfo a name is a ``str``: lower case (ASCII only, as DNS compares),
+labels joined by dots, no trailing dot; the root is ``""``.
+"""
+
+import ipaddress
+import re
+
+_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+#: What a DHCP client's name must look like to be published (one label).
+HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+#: Reverse zones are cut at octet boundaries; a network whose prefix is not a
+#: multiple of 8 is covered by the zones of the next boundary down, but never
+#: by more than this many zones (a /9 makes 128 /16 zones; a /1 would be far
+#: too many and falls back to one zone per /8... capped here).
+MAX_REVERSE_ZONES = 256
+
+
+class NameError_(ValueError):
+    """A configured name is not a valid domain name."""
+
+
+def normalize(text):
+    """A configured name in our form; raises :class:`NameError_` when invalid."""
+    name = text.strip().rstrip(".").lower()
+    if not name:
+        raise NameError_("an empty name")
+    if len(name) > 253:
+        raise NameError_("%r is longer than 253 characters" % text)
+    for label in name.split("."):
+        if not _LABEL.match(label):
+            raise NameError_("%r is not a valid domain name (label %r)" % (text, label))
+    return name
+
+
+def from_wire_name(raw):
+    """A name as twisted.names decodes it (``bytes``, dotted) in our form."""
+    return raw.lower().decode("latin-1").rstrip(".")
+
+
+def to_wire(name):
+    """Uncompressed wire form of a name in our form."""
+    if not name:
+        return b"\x00"
+    out = bytearray()
+    for label in name.encode("ascii").split(b"."):
+        out.append(len(label))
+        out += label
+    out.append(0)
+    return bytes(out)
+
+
+def in_zone(name, zone):
+    """Whether ``name`` is ``zone`` or below it."""
+    return not zone or name == zone or name.endswith("." + zone)
+
+
+def reverse_name(ip):
+    """``d.c.b.a.in-addr.arpa`` for an IPv4 address (int or str), or the
+    ``ip6.arpa`` name of an IPv6 address."""
+    return ipaddress.ip_address(ip).reverse_pointer
+
+
+def reverse_zones(network):
+    """The ``in-addr.arpa`` zones that cover an ``IPv4Network`` exactly.
+
+    The prefix is rounded up to an octet boundary, so that we never claim
+    addresses outside the network: a /24 is one zone, a /15 two /16 zones, a
+    /26 sixty-four one-address zones.
+    """
+    prefix = network.prefixlen
+    boundary = -(-prefix // 8) * 8
+    if boundary == 0:
+        boundary = 8
+    count = 1 << (boundary - prefix)
+    if count > MAX_REVERSE_ZONES:
+        raise NameError_("network %s is too large for reverse zones" % network)
+    zones = []
+    for sub in network.subnets(new_prefix=boundary):
+        octets = str(sub.network_address).split(".")[:boundary // 8]
+        zones.append(".".join(reversed(octets)) + ".in-addr.arpa")
+    return zones
+
+
+def ancestors(name, zone):
+    """The names strictly between ``name`` and ``zone`` (both excluded),
+    nearest first.  ``name`` must be below ``zone``."""
+    labels = name.split(".")
+    depth = len(zone.split(".")) if zone else 0
+    return [".".join(labels[i:]) for i in range(1, len(labels) - depth)]
