@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -48,6 +49,7 @@ SUBNET = "198.18.0.0/15"
 CONTROL_PORT = 8067
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+NCPU = len(os.sched_getaffinity(0))
 
 
 def log(msg: str) -> None:
@@ -148,6 +150,22 @@ def _is_zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def machine_idle_seconds() -> float:
+    """CPU seconds all CPUs have spent idle (or in iowait) since boot (/proc/stat).
+
+    Busy time is then wall time x CPUs - idle: on this (tickless, virtual) machine the idle
+    counters are exact while the tick-sampled user/system counters undercount.
+    """
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[3] + v[4]) / CLK_TCK
+
+
+def children_cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -349,7 +367,6 @@ class Dnsmasq(Server):
             "--no-ping",
         ]
 
-
     def naks(self) -> int | None:
         try:
             with open(self.logfile, "rb") as f:
@@ -385,8 +402,12 @@ class Step:
     ra_avg_delay_ms: float | None = None
     ra_max_delay_ms: float | None = None
     server_cpu_pct: float | None = None    # % of one CPU over the run minus the -W wait
+    perfdhcp_cpu_pct: float | None = None  # % of one CPU, over the whole perfdhcp run
+    other_cpu_pct: float | None = None     # the rest of the machine's busy CPU, same scale
     server_naks: int | None = None         # NAKs the server logged during the step
     ok: bool = False
+    disturbed: bool = False                # other_cpu_pct over --busy-warn
+    superseded: bool = False               # disturbed, and run again: ignored
     phase: str = "step"                    # step | down (halving) | refine (bisection)
     note: str = ""
 
@@ -467,12 +488,47 @@ def wait_idle(pid: int, max_wait: float) -> None:
         last = now
 
 
+class Budget:
+    """Seconds the run may spend waiting for a quiet machine and re-running disturbed steps."""
+
+    def __init__(self, seconds: float):
+        self.left = seconds
+
+    def spend(self, seconds: float) -> None:
+        self.left -= seconds
+
+
+def other_cpu_now(server_pid: int, window: float = 0.5) -> float:
+    """% of one CPU the machine spends on anything but the server, over ``window`` seconds."""
+    i0, c0, t0 = machine_idle_seconds(), cpu_seconds(server_pid) or 0.0, time.monotonic()
+    time.sleep(window)
+    i1, c1, t1 = machine_idle_seconds(), cpu_seconds(server_pid) or 0.0, time.monotonic()
+    busy = (t1 - t0) * NCPU - (i1 - i0)
+    return 100 * (busy - (c1 - c0)) / (t1 - t0)
+
+
+def wait_quiet(server_pid: int, args, budget: Budget, max_wait: float = 10.0) -> None:
+    """Wait (within the budget) until other processes leave the CPUs to the benchmark."""
+    t0 = time.monotonic()
+    deadline = t0 + min(max_wait, max(budget.left, 0))
+    other = other_cpu_now(server_pid)
+    while other > args.busy_warn and time.monotonic() < deadline:
+        other = other_cpu_now(server_pid)
+    waited = time.monotonic() - t0
+    budget.spend(waited)
+    if other > args.busy_warn:
+        log(f"machine busy ({other:.0f} % of a CPU used by other processes); going on anyway")
+    elif waited > 1.5:
+        log(f"waited {waited:.0f} s for other processes to leave the CPUs")
+
+
 def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
     st = Step(rate=rate, seconds=args.seconds)
     argv = perfdhcp_argv(client_ns, rate, args.seconds, args.clients,
                          exit_wait_arg(args) + args.mac_arg + args.perfdhcp_arg)
     cpu0 = cpu_seconds(server.proc.pid)
     naks0 = server.naks()
+    idle0, kids0 = machine_idle_seconds(), children_cpu_seconds()
     t0 = time.monotonic()
     try:
         cp = run(argv, timeout=args.seconds + 30, check=False)
@@ -481,9 +537,16 @@ def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
         return st
     elapsed = time.monotonic() - t0
     cpu1 = cpu_seconds(server.proc.pid)
+    idle1, kids1 = machine_idle_seconds(), children_cpu_seconds()
     busy = elapsed - args.exit_wait  # the -W tail is mostly idle (unless backlogged)
     if cpu0 is not None and cpu1 is not None and busy > 0:
         st.server_cpu_pct = round(100 * (cpu1 - cpu0) / busy, 1)
+        # perfdhcp's own CPU, and what the rest of the machine (other processes, and
+        # kernel softirq work not charged to either) used; both over the whole run.
+        st.perfdhcp_cpu_pct = round(100 * (kids1 - kids0) / elapsed, 1)
+        machine_busy = elapsed * NCPU - (idle1 - idle0)
+        st.other_cpu_pct = round(
+            100 * (machine_busy - (cpu1 - cpu0) - (kids1 - kids0)) / elapsed, 1)
     st.exit_status = cp.returncode
     naks1 = server.naks()
     if naks0 is not None and naks1 is not None:
@@ -511,6 +574,7 @@ def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
     if st.discover_sent:
         st.loss_pct = round(100.0 * (1 - st.ack_received / st.discover_sent), 3)
     st.ok = st.discover_sent > 0 and st.loss_pct <= args.max_loss
+    st.disturbed = st.other_cpu_pct is not None and st.other_cpu_pct > args.busy_warn
     if st.discover_sent < 0.9 * rate * args.seconds:
         st.note = (f"perfdhcp sent only {st.discover_sent / args.seconds:.0f} DISCOVER/s "
                    f"of {rate} offered")
@@ -527,10 +591,12 @@ class Result:
     best: Step | None = None
 
 
-def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, round_no: int = 1) -> Result:
+def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, res: Result,
+                 budget: Budget) -> Result:
+    """Step one server through the rates, filling in ``res`` as it goes."""
     server_ns, client_ns = lab_ns
-    res = Result(server=cls.name, round=round_no)
-    workdir = os.path.join(workroot, f"{cls.name}-{round_no}")
+    res.status = "running"
+    workdir = os.path.join(workroot, f"{cls.name}-{res.round}")
     starts = 0
     server: Server | None = None
 
@@ -561,6 +627,9 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, round_no: in
         log(f"{cls.name}: ready, answering")
         return srv
 
+    def valid() -> list[Step]:
+        return [s for s in res.steps if not s.superseded]
+
     try:
         def step(rate: int, phase: str) -> Step:
             nonlocal server
@@ -569,13 +638,25 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, round_no: in
                     server.stop()
                     server = None
                 server = launch()
+            wait_quiet(server.proc.pid, args, budget)
             st = run_step(client_ns, server, rate, args)
             st.phase = phase
             res.steps.append(st)
+            if st.disturbed and budget.left >= args.seconds + args.exit_wait:
+                st.superseded = True
+                log(f"{cls.name}: {rate}/s step disturbed (other processes used "
+                    f"{st.other_cpu_pct:.0f} % of a CPU); running it again")
+                budget.spend(args.seconds + args.exit_wait)
+                wait_idle(server.proc.pid, args.drain_timeout)
+                wait_quiet(server.proc.pid, args, budget)
+                st = run_step(client_ns, server, rate, args)
+                st.phase = phase
+                res.steps.append(st)
             delay = st.ra_avg_delay_ms if st.ra_avg_delay_ms is not None else float("nan")
             log(f"{cls.name}: offered {rate:>6}/s -> completed {st.completed_per_s:>8.1f}/s, "
                 f"loss {st.loss_pct:6.2f} %, RA avg delay {delay:.3f} ms, "
-                f"server CPU {st.server_cpu_pct} %"
+                f"CPU server {st.server_cpu_pct} % perfdhcp {st.perfdhcp_cpu_pct} % "
+                f"other {st.other_cpu_pct} %"
                 + (f", {st.server_naks} NAKs" if st.server_naks else "")
                 + (f"  [{st.note}]" if st.note else ""))
             if not server.alive():
@@ -601,16 +682,16 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, round_no: in
                         break
             # 2. Nothing passed: halve the lowest rate down to --min-rate until one does.
             rate = min(args.rates)
-            while not any(s.ok for s in res.steps) and rate // 2 >= args.min_rate:
+            while not any(s.ok for s in valid()) and rate // 2 >= args.min_rate:
                 rate //= 2
                 step(rate, "down")
             # 3. Bisect between the best passing rate and the next failing one above it.
             for _ in range(args.refine):
-                passed = [s.rate for s in res.steps if s.ok]
+                passed = [s.rate for s in valid() if s.ok]
                 if not passed:
                     break
                 lo = max(passed)
-                above = [s.rate for s in res.steps if not s.ok and s.rate > lo]
+                above = [s.rate for s in valid() if not s.ok and s.rate > lo]
                 if not above:
                     break
                 hi = min(above)
@@ -620,7 +701,7 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, round_no: in
                 step(mid, "refine")
         except Died:
             pass
-        good = [s for s in res.steps if s.ok]
+        good = [s for s in valid() if s.ok]
         if good:
             res.best = max(good, key=lambda s: s.completed_per_s)
             if res.status != "failed":
@@ -695,8 +776,11 @@ def print_report(results: list[Result], args, out=sys.stdout) -> None:
                   f"  completed {s.completed_per_s:>8.1f}/s  loss {s.loss_pct:6.2f} %"
                   f"  (DO {fmt(s.do_drops_pct, '.3g')} %, RA {fmt(s.ra_drops_pct, '.3g')} %)"
                   f"  RA delay {fmt(s.ra_avg_delay_ms, '.3f')} ms"
-                  f"  srv CPU {fmt(s.server_cpu_pct, '.0f')} %"
+                  f"  CPU srv {fmt(s.server_cpu_pct, '.0f')} % perfdhcp "
+                  f"{fmt(s.perfdhcp_cpu_pct, '.0f')} % other {fmt(s.other_cpu_pct, '.0f')} %"
                   + (f"  NAKs {s.server_naks}" if s.server_naks else "")
+                  + ("  [disturbed, superseded]" if s.superseded
+                     else "  [disturbed]" if s.disturbed else "")
                   + (f"  {s.note}" if s.note else ""), file=out)
     summary = summarize(results)
     if rounds > 1:
@@ -710,6 +794,15 @@ def print_report(results: list[Result], args, out=sys.stdout) -> None:
               file=out)
         for k, v in ratios.items():
             print(f"  {k:<15} {fmt(v, '.3f')}", file=out)
+    kept = [s for r in results for s in r.steps if not s.superseded]
+    disturbed = [s for s in kept if s.disturbed]
+    if disturbed:
+        worst = max(s.other_cpu_pct for s in disturbed)
+        bests = sum(1 for r in results if r.best is not None and r.best.disturbed)
+        print(f"\nWARNING: {len(disturbed)} of {len(kept)} steps ran while other processes used "
+              f"more than {args.busy_warn:g} % of a CPU (up to {worst:.0f} %), {bests} of them a "
+              f"server's best step: the figures are disturbed; rerun on a quiet machine, or "
+              f"with --repeat.", file=out)
     for r in results:
         if r.error:
             print(f"\n{r.server} (round {r.round}) error: {r.error}", file=out)
@@ -743,6 +836,11 @@ def parse_args(argv=None):
                     help="run the whole server sequence this many times; ratios use medians")
     ap.add_argument("--refine", type=int, default=2,
                     help="bisection steps between the best passing and first failing rate")
+    ap.add_argument("--busy-warn", type=float, default=30.0,
+                    help="warn when other CPU use (%% of one CPU) exceeds this during a step")
+    ap.add_argument("--quiet-budget", type=float, default=60.0,
+                    help="seconds the whole run may spend waiting for other processes to "
+                         "leave the CPUs and re-running steps they disturbed (0: never)")
     ap.add_argument("--start-timeout", type=float, default=30.0)
     ap.add_argument("--drain-timeout", type=float, default=15.0,
                     help="max seconds to wait for a server to go idle between steps")
@@ -770,6 +868,7 @@ def parse_args(argv=None):
 
 
 def _raise_exit(signum, frame):
+    log(f"signal {signum}: cleaning up")
     raise SystemExit(128 + signum)
 
 
@@ -782,12 +881,15 @@ def main(argv=None) -> int:
         if shutil.which(tool) is None:
             print(f"dhcp_bench: {tool} not found (scripts/bootstrap installs it)", file=sys.stderr)
             return 2
+    # (A shell's background job inherits SIGINT ignored; take it back explicitly.)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_exit)
 
     lab = Lab(prefix=f"dbn{os.getpid()}")
     workroot = tempfile.mkdtemp(prefix="dhcp_bench-")
     results: list[Result] = []
+    interrupted: int | None = None
     t_start = time.monotonic()
     try:
         lab.build()
@@ -799,6 +901,7 @@ def main(argv=None) -> int:
             path = os.path.join(workroot, "macs.txt")
             write_mac_list(path, args.clients, args.seed)
             args.mac_arg = ["-M", path]
+        budget = Budget(args.quiet_budget)
         for round_no in range(1, args.repeat + 1):
             for name in args.servers:
                 cls = SERVERS[name]
@@ -806,11 +909,12 @@ def main(argv=None) -> int:
                     results.append(Result(server=name, round=round_no, status="failed",
                                           error=f"{cls.binary} not installed"))
                     continue
-                results.append(
-                    bench_server(cls, (server_ns, client_ns), workroot, args, round_no))
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
+                res = Result(server=name, round=round_no)
+                results.append(res)  # filled in as it runs: an interrupt keeps what was done
+                bench_server(cls, (server_ns, client_ns), workroot, args, res, budget)
+    except (KeyboardInterrupt, SystemExit) as e:
+        interrupted = e.code if isinstance(e, SystemExit) else 130
+        log("interrupted: the report below is partial")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -830,13 +934,16 @@ def main(argv=None) -> int:
             "max_loss_pct": args.max_loss, "cpus": os.cpu_count(),
             "kea_socket": args.kea_socket, "macs": args.macs, "exit_wait_s": args.exit_wait,
             "fresh_each_step": args.fresh_each_step, "repeat": args.repeat,
+            "interrupted": interrupted is not None, "busy_warn_pct": args.busy_warn,
             "results": [asdict(r) for r in results],
             "summary": summarize(results),
             "ratios": ratio_table(summarize(results)),
         }
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)
-    return 0 if all(r.status == "ok" for r in results) else 1
+    if interrupted is not None:
+        return interrupted
+    return 0 if results and all(r.status == "ok" for r in results) else 1
 
 
 if __name__ == "__main__":

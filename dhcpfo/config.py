@@ -12,6 +12,7 @@ import socket
 import attr
 
 from dhcpfo.dhcp import options as dhcp_options
+from dhcpfo.dns import records as dns_records
 from dhcpfo.stores import registry
 
 DEFAULT_LEASE_TIME = 3600
@@ -63,6 +64,13 @@ class Config:
     lease_store = attr.ib(default=registry.DEFAULT)
     control = attr.ib(default=DEFAULT_CONTROL)
     server_name = attr.ib(factory=socket.gethostname)
+    # DNS (dhcpfo.dns): 0 disables it
+    dns_port = attr.ib(default=dns_records.DEFAULT_PORT)
+    servers = attr.ib(factory=list)          # dns_records.Upstream
+    host_records = attr.ib(factory=list)     # dns_records.HostRecord
+    address_rules = attr.ib(factory=list)    # dns_records.AddressRule
+    addn_hosts = attr.ib(factory=list)       # dns_records.HostsFile
+    dns_allow = attr.ib(factory=list)        # ipaddress networks
 
 
 # name: help.  Options taking a value; the flags are in FLAGS.
@@ -80,10 +88,21 @@ VALUED = {
                    "(default %s; 'help' lists stores)." % registry.DEFAULT,
     "control": "Endpoint of the HTTP control API (default %s)." % DEFAULT_CONTROL,
     "server-name": "This server's name in leases (default: the hostname).",
+    "dns-port": "UDP and TCP port of the DNS server (default 53; 0 disables DNS).",
+    "server": "IP[#PORT]: forward DNS questions that are not ours to this "
+              "server (repeat for several; tried in order, with failover).",
+    "host-record": "NAME[,NAME...],ADDRESS[,ADDRESS][,TTL]: A/AAAA and PTR records.",
+    "address": "/DOMAIN[/DOMAIN...]/[ADDRESS]: DOMAIN and all names below it "
+               "answer ADDRESS (# for 0.0.0.0 and ::; empty: NXDOMAIN).",
+    "addn-hosts": "Also answer the names of this /etc/hosts-format file.",
+    "dns-allow": "NETWORK/PREFIX: also answer DNS from this network (by default "
+                 "only our own networks and loopback are answered).",
 }
 FLAGS = {
     "dhcp-authoritative": "We are the only DHCP server on these networks: NAK "
                           "unknown clients' addresses instead of staying silent.",
+    "local-service": "Answer DNS only from our own networks and loopback "
+                     "(the default; accepted for dnsmasq compatibility).",
 }
 
 _MAC = re.compile(r"^([0-9a-fA-F]{1,2})([:-][0-9a-fA-F]{1,2}){1,15}$")
@@ -317,6 +336,26 @@ def _apply(config, name, value):
         config.control = value.strip()
     elif name == "server-name":
         config.server_name = value.strip()
+    elif name in _DNS_OPTIONS:
+        field, parse = _DNS_OPTIONS[name]
+        try:
+            parsed = parse(value)
+        except dns_records.DNSConfigError as e:
+            raise ConfigError(str(e)) from None
+        if field == "dns_port":
+            config.dns_port = parsed
+        else:
+            getattr(config, field).append(parsed)
+
+
+_DNS_OPTIONS = {
+    "dns-port": ("dns_port", dns_records.parse_port),
+    "server": ("servers", dns_records.parse_server),
+    "host-record": ("host_records", dns_records.parse_host_record),
+    "address": ("address_rules", dns_records.parse_address),
+    "addn-hosts": ("addn_hosts", dns_records.parse_addn_hosts),
+    "dns-allow": ("dns_allow", dns_records.parse_allow),
+}
 
 
 def read_conf_file(path):

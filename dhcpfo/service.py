@@ -125,6 +125,12 @@ def makeService(config, reactor=None, interfaces=None):
     dhcp = DHCPService(config, reactor, interfaces=interfaces)
     dhcp.setName("dhcp")
     dhcp.setServiceParent(top)
+    if config.dns_port:
+        # After "dhcp": it starts first, so its interfaces are known.
+        from dhcpfo.dns.service import DNSService
+        dns = DNSService(config, dhcp.table, reactor, interfaces=interfaces, dhcp=dhcp)
+        dns.setName("dns")
+        dns.setServiceParent(top)
     control = strports.service(config.control, Site(ControlResource(dhcp)))
     control.setName("control")
     control.setServiceParent(top)

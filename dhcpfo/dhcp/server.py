@@ -14,7 +14,8 @@ from twisted.logger import Logger
 from dhcpfo.dhcp import packet as P
 from dhcpfo.dhcp.pool import ip_int, ip_str
 from dhcpfo.leases.hlc import HybridLogicalClock
-from dhcpfo.leases.lease import ACTIVE, DECLINED, RELEASED, Lease, client_key
+from dhcpfo.leases.lease import (ACTIVE, BACKUP, DECLINED, RELEASED, Lease,
+                                 client_key)
 
 OFFER_TIMEOUT = 30.0          # an offered address is held this long for its client
 DECLINE_PROBATION = 600.0     # a declined address rests this long (as dnsmasq)
@@ -65,6 +66,17 @@ class DHCPServer:
         self.name = config.server_name
         self.authoritative = config.authoritative
         self.stats = Counter()
+        # Failover policy (dhcpfo.failover sets these; alone, they stay so):
+        # serving: answer DHCP at all (a passive secondary does not);
+        # primary: free addresses nobody reserved are ours to allocate;
+        # restricted: a peer that may act on its own is unreachable, so new
+        # addresses only from what we own, and lease times capped by MCLT
+        # beyond what the peers acknowledged (design rules 1 and 2).
+        self.serving = True
+        self.primary = True
+        self.restricted = False
+        self.mclt = 3600.0
+        self.acked_expiry = {}  # ip str -> expiry every peer has acknowledged
         self._offers = {}       # ip int -> (client key, expires)
         self._offer_of = {}     # client key -> ip int
         self._hosts_by_mac = {}
@@ -181,6 +193,9 @@ class DHCPServer:
         """Decide about one parsed request; None means stay silent."""
         stats = self.stats
         stats["received"] += 1
+        if not self.serving:
+            stats["passive"] += 1
+            return None
         if pkt.op != P.BOOTREQUEST:
             stats["ignored"] += 1
             return None
@@ -213,18 +228,36 @@ class DHCPServer:
         return None
 
     def _available(self, ip, key, host, now):
-        """May ``ip`` (int) be given to the client ``key``?"""
-        lease = self.table.by_ip.get(ip_str(ip))
-        if lease is not None and lease.expiry > now:
-            if lease.state == DECLINED:
-                return False
-            if lease.state == ACTIVE and lease.key != key:
-                return False
-        offer = self._offers.get(ip)
-        if offer is not None and offer[0] != key and offer[1] > now:
-            return False
+        """May ``ip`` (int) be given to the client ``key``?
+
+        A reservation goes only to its client (from any server: that can never
+        bind the address to two clients); otherwise the address must be free,
+        not offered to someone else, and ours to allocate (failover policy).
+        """
         reserved = self._reserved.get(ip)
         if reserved is not None and reserved is not host:
+            return False
+        lease = self.table.by_ip.get(ip_str(ip))
+        if lease is None:
+            if not self.primary and reserved is None:
+                return False  # a secondary allocates only from its reserve
+        elif lease.state == BACKUP:
+            if lease.owner != self.name and reserved is None:
+                return False  # another server's reserve
+        else:
+            if lease.expiry > now:
+                if lease.state == DECLINED:
+                    return False
+                if lease.state == ACTIVE and lease.key != key:
+                    return False
+            if lease.key != key and reserved is None:
+                if not self.primary:
+                    return False
+                if (self.restricted and lease.state == ACTIVE
+                        and now < lease.expiry + self.mclt):
+                    return False  # a peer may have extended it unseen
+        offer = self._offers.get(ip)
+        if offer is not None and offer[0] != key and offer[1] > now:
             return False
         return True
 
@@ -353,6 +386,11 @@ class DHCPServer:
         lease_time = self._lease_time(pkt, subnet, rng, host)
         hostname = self._hostname(pkt, host)
         expiry = now + lease_time if lease_time != 0xFFFFFFFF else float(1 << 62)
+        if self.restricted:
+            ceiling = max(self.acked_expiry.get(ip_str(ip), now), now) + self.mclt
+            if expiry > ceiling:
+                expiry = ceiling
+                lease_time = int(ceiling - now)
         new = Lease(ip_str(ip), pkt.chaddr[:pkt.hlen], client_id, hostname, ACTIVE,
                     now, expiry, self.name, self.hlc.now())
         commit = [new]

@@ -11,27 +11,24 @@ _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 #: What a DHCP client's name must look like to be published (one label).
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
-#: Reverse zones are cut at octet boundaries; a network whose prefix is not a
-#: multiple of 8 is covered by the zones of the next boundary down, but never
-#: by more than this many zones (a /9 makes 128 /16 zones; a /1 would be far
-#: too many and falls back to one zone per /8... capped here).
+#: The most reverse zones one network may need (a /9 needs 128 /16 zones).
 MAX_REVERSE_ZONES = 256
 
 
-class NameError_(ValueError):
+class InvalidName(ValueError):
     """A configured name is not a valid domain name."""
 
 
 def normalize(text):
-    """A configured name in our form; raises :class:`NameError_` when invalid."""
+    """A configured name in our form; raises :class:`InvalidName` when invalid."""
     name = text.strip().rstrip(".").lower()
     if not name:
-        raise NameError_("an empty name")
+        raise InvalidName("an empty name")
     if len(name) > 253:
-        raise NameError_("%r is longer than 253 characters" % text)
+        raise InvalidName("%r is longer than 253 characters" % text)
     for label in name.split("."):
         if not _LABEL.match(label):
-            raise NameError_("%r is not a valid domain name (label %r)" % (text, label))
+            raise InvalidName("%r is not a valid domain name (label %r)" % (text, label))
     return name
 
 
@@ -76,7 +73,7 @@ def reverse_zones(network):
         boundary = 8
     count = 1 << (boundary - prefix)
     if count > MAX_REVERSE_ZONES:
-        raise NameError_("network %s is too large for reverse zones" % network)
+        raise InvalidName("network %s is too large for reverse zones" % network)
     zones = []
     for sub in network.subnets(new_prefix=boundary):
         octets = str(sub.network_address).split(".")[:boundary // 8]

@@ -6,7 +6,8 @@ ACTIVE = "active"      # bound to the client until ``expiry``
 RELEASED = "released"  # the client gave it back; free for anyone
 EXPIRED = "expired"    # the client stopped renewing; free for anyone
 DECLINED = "declined"  # a client saw it in use; quarantined until ``expiry``
-STATES = (ACTIVE, RELEASED, EXPIRED, DECLINED)
+BACKUP = "backup"      # free, and reserved for ``owner`` (a failover secondary)
+STATES = (ACTIVE, RELEASED, EXPIRED, DECLINED, BACKUP)
 
 
 def client_key(client_id, hwaddr):

@@ -1,0 +1,460 @@
+"""The DNS server: a twisted.names server factory, its UDP and TCP protocols,
+and the wire-level fast path in front of them.
+
+Every query first meets :func:`fast_answer`, which looks the raw question up
+in :attr:`LeaseAuthority.fast` and, on a hit, builds the response by
+splicing bytes: the query's id, a ready header, the query's own question
+(so its letter case is echoed), the ready answer and, for EDNS queries, our
+OPT record.  Everything else (misses, odd flags, EDNS options we must look
+at, oversize answers) is decoded with twisted.names and answered by
+:class:`DNSServerFactory`, whose resolver chain is the authority then the
+forwarder.  That slow path also does what twisted.names' own server leaves
+out: an OPT record in answers to EDNS queries, BADVERS for EDNS versions
+other than 0, the client's UDP size, truncation on whole-record boundaries
+with the TC bit, FORMERR for malformed queries, SOA and AA on negative
+answers, and REFUSED for clients outside our networks.
+"""
+
+import errno
+import ipaddress
+import struct
+
+from twisted.internet import protocol
+from twisted.logger import Logger
+from twisted.names import dns, error, resolve, server
+from twisted.protocols.policies import TimeoutMixin
+
+from dhcpfo.dns.authority import EDNS_SIZE, NameNotFound, Refused
+from dhcpfo.dns.forward import UpstreamsDown
+
+UDP_LIMIT = 512
+TCP_LIMIT = 65535
+TCP_IDLE = 10.0
+TCP_MAX_CONNECTIONS = 100
+BADVERS = 16
+_ACL_CACHE_LIMIT = 4096
+_PLAIN_QUESTION = b"\x00\x01\x00\x00\x00\x00"   # QD=1, AN=0, NS=0
+_HEADER = struct.Struct("!HBBHHHH")
+_OPT = (b"\x00\x00\x29" + struct.pack("!H", EDNS_SIZE) + b"\x00\x00\x00\x00\x00\x00",
+        b"\x00\x00\x29" + struct.pack("!H", EDNS_SIZE) + b"\x00\x00\x80\x00\x00\x00")
+_DROP_ERRNOS = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.ECONNREFUSED,
+                errno.EINTR, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EPERM)
+
+
+def fast_answer(fast, data, limit):
+    """The response to ``data`` from the ``fast`` table, or None.
+
+    ``limit`` is the transport's size limit (512 for UDP without EDNS; the
+    client's EDNS size, at most ours, raises it).  Anything unusual returns
+    None and goes the slow way.
+    """
+    try:
+        if data[4:10] != _PLAIN_QUESTION or data[2] & 0xF8:
+            return None          # a response, another opcode, or odd counts
+        ar = data[10:12]
+        if ar == b"\x00\x00":
+            question = data[12:]
+            entry = fast.get(question)
+            if entry is None:
+                entry = fast.get(question[:-4].lower() + question[-4:])
+                if entry is None:
+                    return None
+            headers, body = entry
+            if 12 + len(question) + len(body) > limit:
+                return None
+            return b"".join((data[:2], headers[(data[2] & 1) | ((data[3] >> 3) & 2)],
+                             question, body))
+        if ar != b"\x00\x01":
+            return None
+        i = 12
+        length = data[i]
+        while length:
+            if length > 63:
+                return None      # a compression pointer in a question: slow path
+            i += length + 1
+            length = data[i]
+        end = i + 5
+        question = data[12:end]
+        opt = data[end:]
+        # root name, type OPT, extended rcode 0, version 0, well-formed rdata
+        if (len(opt) < 11 or opt[:3] != b"\x00\x00\x29" or opt[5] or opt[6]
+                or (opt[9] << 8 | opt[10]) != len(opt) - 11):
+            return None
+        entry = fast.get(question)
+        if entry is None:
+            entry = fast.get(question[:-4].lower() + question[-4:])
+            if entry is None:
+                return None
+        headers, body = entry
+        if limit == UDP_LIMIT:
+            size = opt[3] << 8 | opt[4]
+            limit = EDNS_SIZE if size > EDNS_SIZE else size if size > 512 else 512
+        if 23 + len(question) + len(body) > limit:
+            return None
+        return b"".join((data[:2],
+                         headers[4 | (data[2] & 1) | ((data[3] >> 3) & 2)],
+                         question, body, _OPT[opt[7] >> 7]))
+    except IndexError:
+        return None
+
+
+class FormatError(ValueError):
+    """The query cannot be understood (FORMERR)."""
+
+
+class Query:
+    """A decoded query and its EDNS facts."""
+
+    __slots__ = ("message", "edns", "udp_size", "version", "do", "limit", "proto",
+                 "address")
+
+    def __init__(self, message, edns, udp_size=512, version=0, do=False):
+        self.message = message
+        self.edns = edns
+        self.udp_size = udp_size
+        self.version = version
+        self.do = do
+        self.limit = UDP_LIMIT
+        self.proto = None
+        self.address = None
+
+
+def decode_query(data):
+    """A :class:`Query` from wire bytes; raises :class:`FormatError`."""
+    _, _, _, qd, an, ns, ar = _HEADER.unpack_from(data)
+    message = dns.Message()
+    try:
+        message.fromStr(data)
+    except Exception as e:
+        raise FormatError("undecodable: %s" % (e,)) from None
+    if (len(message.queries) != qd or len(message.answers) != an
+            or len(message.authority) != ns or len(message.additional) != ar):
+        raise FormatError("truncated")
+    if any(rr.type == dns.OPT for rr in message.answers + message.authority):
+        raise FormatError("OPT outside the additional section")
+    opts = [rr for rr in message.additional if rr.type == dns.OPT]
+    if not opts:
+        return Query(message, False)
+    if len(opts) > 1:
+        raise FormatError("more than one OPT record")
+    opt = opts[0]
+    if opt.name.name != b"":
+        raise FormatError("OPT record not owned by the root")
+    message.additional = [rr for rr in message.additional if rr.type != dns.OPT]
+    return Query(message, True, udp_size=max(512, opt.cls),
+                 version=(opt.ttl >> 16) & 0xFF, do=bool(opt.ttl & 0x8000))
+
+
+def _opt_record(rcode, do):
+    return dns.RRHeader(b"", dns.OPT, EDNS_SIZE, ((rcode >> 4) << 24)
+                        | (0x8000 if do else 0), dns.UnknownRecord(b""))
+
+
+def encode_response(query, rcode, answers=(), authority=(), additional=(),
+                    aa=False, ra=False, limit=UDP_LIMIT, question=True):
+    """Wire bytes of the response to ``query`` (a :class:`Query`), at most
+    ``limit`` long: additional records go first, then the answer and
+    authority sections with TC set (RFC 2181 9).  Returns ``(bytes, tc)``."""
+    request = query.message
+    if query.edns and limit == UDP_LIMIT:
+        limit = min(max(query.udp_size, 512), EDNS_SIZE)
+    m = dns.Message(id=request.id, answer=1, opCode=request.opCode,
+                    recDes=request.recDes, recAv=ra, auth=aa, rCode=rcode & 0xF,
+                    checkingDisabled=request.checkingDisabled, maxSize=0)
+    if question:
+        m.queries = list(request.queries)
+    opt = [_opt_record(rcode, query.do)] if query.edns else []
+    m.answers = list(answers)
+    m.authority = list(authority)
+    m.additional = list(additional) + opt
+    data = m.toStr()
+    if len(data) <= limit:
+        return data, False
+    m.additional = opt
+    data = m.toStr()
+    if len(data) <= limit:
+        return data, False
+    m.answers, m.authority, m.trunc = [], [], 1
+    return m.toStr(), True
+
+
+def formerr(data):
+    """A FORMERR response to whatever header ``data`` starts with, or None."""
+    if len(data) < 12 or data[2] & 0x80:
+        return None
+    flags1 = 0x80 | (data[2] & 0x79)       # QR, opcode, RD
+    return data[:2] + bytes((flags1, dns.EFORMAT)) + b"\x00" * 8
+
+
+class AccessList:
+    """Who may ask: our networks, loopback, and ``--dns-allow`` networks."""
+
+    def __init__(self, networks):
+        self.networks = list(networks)
+        self._cache = {}
+
+    def __call__(self, host):
+        allowed = self._cache.get(host)
+        if allowed is None:
+            allowed = self._check(host)
+            if len(self._cache) >= _ACL_CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[host] = allowed
+        return allowed
+
+    def _check(self, host):
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if getattr(address, "ipv4_mapped", None) is not None:
+            address = address.ipv4_mapped
+        if address.is_loopback:
+            return True
+        return any(address.version == net.version and address in net
+                   for net in self.networks)
+
+
+class _Chain(resolve.ResolverChain):
+    """A ResolverChain that keeps the question's class (``query`` of
+    ResolverBase maps every type to an IN lookup)."""
+
+    def query(self, query, timeout=None):
+        return self._lookup(query.name.name, query.cls, query.type, timeout)
+
+
+class DNSServerFactory(server.DNSServerFactory):
+    """twisted.names' server factory with our policies (see the module doc).
+
+    :param authority: a :class:`LeaseAuthority`.
+    :param forwarder: a :class:`Forwarder`, or None (then REFUSED for
+        names that are not ours).
+    :param acl: an :class:`AccessList` (a callable ``host -> bool``).
+    :param clock: the reactor (TCP idle timeouts).
+    """
+
+    _log = Logger()
+    noisy = False
+
+    def __init__(self, authority, forwarder, acl, clock, stats=None):
+        super().__init__(authorities=[authority],
+                         clients=[forwarder] if forwarder is not None else None)
+        self.resolver = _Chain(self.resolver.resolvers)
+        self.authority = authority
+        self.forwarder = forwarder
+        self.acl = acl
+        self.clock = clock
+        self.fast = authority.fast
+        self.stats = stats if stats is not None else {}
+        for key in ("queries_slow", "refused", "formerr", "dropped", "badvers",
+                    "notimp", "truncated", "servfail", "nxdomain", "errors",
+                    "tcp_connections", "tcp_rejected"):
+            self.stats.setdefault(key, 0)
+
+    def buildProtocol(self, addr):
+        if len(self.connections) >= TCP_MAX_CONNECTIONS:
+            self.stats["tcp_rejected"] += 1
+            return None
+        self.stats["tcp_connections"] += 1
+        p = DNSStreamProtocol(self)
+        p.factory = self
+        return p
+
+    # -- entry from the protocols ------------------------------------------
+
+    def handle(self, data, proto, address, allowed, limit):
+        """Answer one query that the fast path did not (or may not)."""
+        self.stats["queries_slow"] += 1
+        if len(data) < 12 or data[2] & 0x80:
+            self.stats["dropped"] += 1       # junk, or a response: never answer
+            return
+        try:
+            query = decode_query(data)
+        except FormatError as e:
+            self.stats["formerr"] += 1
+            self._log.debug("FORMERR to {address}: {why}", address=address, why=e)
+            self._write(proto, formerr(data), address)
+            return
+        query.limit = limit
+        query.proto = proto
+        query.address = address
+        if not allowed:
+            self.stats["refused"] += 1
+            self._reply(query, dns.EREFUSED)
+        elif query.edns and query.version != 0:
+            self.stats["badvers"] += 1
+            query.version = 0
+            self._reply(query, BADVERS)
+        else:
+            self.messageReceived(query.message, proto, address, query)
+
+    def messageReceived(self, message, proto, address=None, query=None):
+        if query is None:       # not from our protocols: no EDNS facts
+            query = Query(message, False)
+            query.proto, query.address = proto, address
+        message.ednsQuery = query
+        if message.opCode != dns.OP_QUERY:
+            self.stats["notimp"] += 1
+            self._reply(query, dns.ENOTIMP)
+        elif len(message.queries) != 1:
+            self.stats["formerr"] += 1
+            self._reply(query, dns.EFORMAT)
+        else:
+            self.handleQuery(message, proto, address)
+
+    def handleQuery(self, message, protocol, address):
+        query = message.ednsQuery
+        q = message.queries[0]
+        if q.type in (dns.AXFR, dns.IXFR, dns.OPT) or q.type in range(128, 255):
+            self.stats["refused" if q.type != dns.OPT else "formerr"] += 1
+            return self._reply(query, dns.EREFUSED if q.type != dns.OPT
+                               else dns.EFORMAT)
+        return (self.resolver.query(q)
+                .addCallback(self.gotResolverResponse, protocol, message, address)
+                .addErrback(self.gotResolverError, protocol, message, address)
+                .addErrback(self._crashed, query))
+
+    # -- twisted.names callbacks ---------------------------------------------
+
+    def gotResolverResponse(self, response, protocol, message, address):
+        ans, auth, add = response
+        aa = any(rr.isAuthoritative() for rr in ans) or \
+            any(rr.isAuthoritative() for rr in auth)
+        self._reply(message.ednsQuery, dns.OK, ans, auth, add, aa=aa)
+
+    def gotResolverError(self, failure, protocol, message, address):
+        query = message.ednsQuery
+        if failure.check(NameNotFound):
+            self.stats["nxdomain"] += 1
+            self._reply(query, dns.ENAME, authority=failure.value.authority, aa=True)
+        elif failure.check(error.DNSNameError):
+            self.stats["nxdomain"] += 1
+            upstream = failure.value.args[0] if failure.value.args else None
+            authority = getattr(upstream, "authority", [])
+            self._reply(query, dns.ENAME, authority=authority)
+        elif failure.check(Refused):
+            self.stats["refused"] += 1
+            self._reply(query, dns.EREFUSED, aa=True)
+        elif failure.check(UpstreamsDown, error.DNSServerError, error.DNSQueryTimeoutError):
+            self.stats["servfail"] += 1
+            self._reply(query, dns.ESERVER)
+        elif failure.check(error.DomainError):
+            # nobody's name and nobody to ask
+            self.stats["refused"] += 1
+            self._reply(query, dns.EREFUSED)
+        else:
+            self.stats["servfail"] += 1
+            self._log.failure("DNS query {query} failed", failure,
+                              query=message.queries[0])
+            self._reply(query, dns.ESERVER)
+
+    def _crashed(self, failure, query):
+        self.stats["errors"] += 1
+        self._log.failure("answering a DNS query failed", failure)
+
+    # -- replies -------------------------------------------------------------
+
+    def _reply(self, query, rcode, answers=(), authority=(), additional=(), aa=False):
+        data, truncated = encode_response(query, rcode, answers, authority, additional,
+                                          aa=aa, ra=self.canRecurse, limit=query.limit)
+        if truncated:
+            self.stats["truncated"] += 1
+        self._write(query.proto, data, query.address)
+
+    def _write(self, proto, data, address):
+        if data is None:
+            return
+        try:
+            proto.writeBytes(data, address)
+        except Exception:
+            self.stats["errors"] += 1
+            self._log.failure("cannot send a DNS response to {address}",
+                              address=address)
+
+
+class DNSDatagramProtocol(protocol.DatagramProtocol):
+    """DNS over UDP: the fast path inline, the rest to the factory."""
+
+    _log = Logger()
+    noisy = False
+
+    def __init__(self, factory):
+        self.factory = factory
+        self.fast = factory.fast
+        self.acl = factory.acl
+        self.answered_fast = 0
+        self.send_errors = 0
+        self._sendto = None
+
+    def startProtocol(self):
+        # The addresses we reply to come from recvfrom, so the checks of
+        # udp.Port.write (hostname? family?) can be skipped on the hot path.
+        handle = getattr(self.transport, "getHandle", None)
+        if handle is not None:
+            self._sendto = handle().sendto
+        else:
+            self._sendto = lambda data, address: self.transport.write(data, address)
+
+    def datagramReceived(self, data, addr):
+        try:
+            allowed = self.acl(addr[0])
+            if allowed:
+                response = fast_answer(self.fast, data, UDP_LIMIT)
+                if response is not None:
+                    self.answered_fast += 1
+                    try:
+                        self._sendto(response, addr)
+                    except OSError as e:
+                        if e.errno not in _DROP_ERRNOS:
+                            raise
+                        self.send_errors += 1
+                    return
+            self.factory.handle(data, self, addr, allowed, UDP_LIMIT)
+        except Exception:
+            self.factory.stats["errors"] += 1
+            self._log.failure("DNS datagram from {addr} not handled", addr=addr)
+
+    def writeBytes(self, data, address):
+        try:
+            self._sendto(data, address)
+        except OSError as e:
+            if e.errno not in _DROP_ERRNOS:
+                raise
+            self.send_errors += 1
+
+
+class DNSStreamProtocol(dns.DNSProtocol, TimeoutMixin):
+    """DNS over TCP (RFC 7766): length-prefixed messages, answered in any
+    order, the connection closed after ``TCP_IDLE`` seconds of silence."""
+
+    _log = Logger()
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.callLater = self.factory.clock.callLater
+        self.setTimeout(TCP_IDLE)
+        self._allowed = self.factory.acl(self.transport.getPeer().host)
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        super().connectionLost(reason)
+
+    def timeoutConnection(self):
+        self.transport.loseConnection()
+
+    def stringReceived(self, data):
+        self.resetTimeout()
+        try:
+            if self._allowed:
+                response = fast_answer(self.factory.fast, data, TCP_LIMIT)
+                if response is not None:
+                    self.sendString(response)
+                    return
+            self.factory.handle(data, self, None, self._allowed, TCP_LIMIT)
+        except Exception:
+            self.factory.stats["errors"] += 1
+            self._log.failure("DNS message over TCP not handled")
+
+    def writeBytes(self, data, address=None):
+        if self.transport is not None and self.connected:
+            self.sendString(data)

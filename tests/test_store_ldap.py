@@ -1,0 +1,564 @@
+"""The LDAP lease store: conformance and TLS/outage behaviour against a real
+slapd (tests/slapd.py), plus queue and reconnection logic driven by a Clock
+and a scripted directory."""
+
+import os
+
+from twisted.internet import defer, reactor, task
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from dhcpfo.leases.lease import Lease
+from dhcpfo.stores import registry
+from tests.store_conformance import StoreConformanceMixin, lease
+
+try:
+    from ldaptor.protocols import pureber, pureldap
+    from dhcpfo.stores import ldap as L
+except ImportError:   # pragma: no cover
+    L = None
+
+from tests import slapd as S
+
+SLAPD_SKIP = S.skipReason()
+FAST_RETRY = staticmethod(lambda attempt: 0.05)
+
+
+def leaseFromEntry(entry):
+    """A Lease from ldapsearch output, decoded from the documented schema
+    conventions (independently of the store's own decoder)."""
+    def one(name, default=None):
+        values = entry.get(name.lower())
+        return values[0].decode("utf-8") if values else default
+    return Lease(one("dhcpfoLeaseIP"), bytes.fromhex(one("dhcpfoHWAddress", "")),
+                 bytes.fromhex(one("dhcpfoClientID", "")), one("dhcpfoHostname", ""),
+                 one("dhcpfoLeaseState"), float(one("dhcpfoLeaseStart")),
+                 float(one("dhcpfoLeaseExpiry")), one("dhcpfoLeaseOwner", ""),
+                 int(one("dhcpfoLeaseVersion")))
+
+
+@defer.inlineCallbacks
+def waitFor(condition, seconds=10):
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        yield task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("condition not met in %ss" % seconds)
+
+
+def withTimeout(d, seconds=20):
+    return d.addTimeout(seconds, reactor)
+
+
+class SlapdMixin:
+    """A fresh slapd per test, a fresh base below ou=dhcpfo in it."""
+
+    sync = True
+
+    def setUp(self):
+        if SLAPD_SKIP:
+            raise self.skipTest(SLAPD_SKIP)
+        self.slapd = S.Slapd(self.mktemp(), sync=self.sync)
+        self.addCleanup(self.slapd.stop)
+        self.slapd.start()
+        self.base = self.slapd.addBase("leases")
+
+    def ldapStore(self, url=None, **kw):
+        params = dict(binddn=S.BINDDN, passwordfile=self.slapd.passwordFile,
+                      starttls=True, cafile=self.slapd.caFile,
+                      retryPolicy=FAST_RETRY.__func__, timeout=10)
+        params.update(kw)
+        if url is None:
+            url = self.slapd.url
+        elif url.startswith("ldaps:"):
+            params["starttls"] = False
+        return L.LDAPLeaseStore(reactor, url, self.base, **params)
+
+    def entries(self):
+        return [leaseFromEntry(e) for e in self.slapd.ldapsearch(
+            self.base, "(objectClass=dhcpfoLease)")]
+
+
+class LDAPConformance(SlapdMixin, StoreConformanceMixin, TestCase):
+    """slapd with an fsynced mdb database, over StartTLS, as the service
+    account (size limit 500, so open() has to page).
+
+    loadCount: 100,000 single-entry adds take ~40 s against a durable slapd
+    on the 2-core CI machine (one mdb commit and fsync per entry); 20,000
+    keep this module under a minute and still load 20 pages.
+    """
+
+    loadCount = 20_000
+
+    def makeStore(self):
+        return self.ldapStore()
+
+    def backendLeases(self):
+        return self.entries()
+
+    def breakBackend(self, store):
+        # The container goes away: every add below it is refused (noSuchObject).
+        self.slapd.ldapdelete(self.base, recursive=True)
+
+
+class TLSTests(SlapdMixin, TestCase):
+    @defer.inlineCallbacks
+    def roundTrip(self, store):
+        loaded = yield store.open()
+        self.addCleanup(store.close)
+        self.assertEqual(loaded, [])
+        yield store.write([lease(7)])
+        self.assertTrue(store._proto.transport.getPeerCertificate() is not None)
+        self.assertEqual(self.entries(), [lease(7)])
+
+    def test_starttls_verifies_with_cafile(self):
+        return self.roundTrip(self.ldapStore(starttls=True))
+
+    def test_ldaps_ip_address(self):
+        return self.roundTrip(self.ldapStore(url=self.slapd.ldapsURL))
+
+    def test_ldaps_dns_name(self):
+        return self.roundTrip(self.ldapStore(
+            url="ldaps://localhost:%d" % self.slapd.tlsPort))
+
+    @defer.inlineCallbacks
+    def assertRefused(self, **kw):
+        other = S.CA("some other CA")
+        path = S.writeFile(os.path.abspath(self.mktemp()), other.pem(), 0o644)
+        store = self.ldapStore(cafile=path, **kw)
+        error = yield self.assertFailure(store.open(), L.LDAPStoreError)
+        self.assertIn("TLS with", str(error))
+        self.assertIn("certificate verify failed", str(error))
+        self.assertFalse(store.connected)
+        failed = yield self.assertFailure(store.write([lease(1)]), L.LDAPStoreError)
+        self.assertIn("not open", str(failed))
+        yield store.close()
+        self.assertEqual(self.entries(), [])
+
+    def test_starttls_other_ca_refused(self):
+        return self.assertRefused(starttls=True)
+
+    def test_ldaps_other_ca_refused(self):
+        return self.assertRefused(url=self.slapd.ldapsURL)
+
+    @defer.inlineCallbacks
+    def test_wrong_password(self):
+        path = S.writeFile(os.path.abspath(self.mktemp()), "not-the-password\n")
+        store = self.ldapStore(passwordfile=path)
+        error = yield self.assertFailure(store.open(), L.LDAPStoreError)
+        self.assertIn("bind to %s as %s failed: invalidCredentials (49)"
+                      % (self.slapd.url, S.BINDDN), str(error))
+        self.assertIn("wrong bind DN or password in %s" % path, str(error))
+        yield store.close()
+
+    @defer.inlineCallbacks
+    def test_missing_base(self):
+        store = L.LDAPLeaseStore(reactor, self.slapd.url, "ou=nowhere," + S.LEASES,
+                                 binddn=S.BINDDN, passwordfile=self.slapd.passwordFile)
+        error = yield self.assertFailure(store.open(), L.LDAPStoreError)
+        self.assertIn("base ou=nowhere,%s does not exist" % S.LEASES, str(error))
+        yield store.close()
+
+    @defer.inlineCallbacks
+    def test_unreachable_at_open(self):
+        port = S.freePort()
+        store = self.ldapStore(url="ldap://127.0.0.1:%d" % port)
+        error = yield self.assertFailure(store.open(), L.LDAPStoreError)
+        self.assertIn("cannot connect to ldap://127.0.0.1:%d" % port, str(error))
+        yield store.close()
+
+
+class OutageTests(SlapdMixin, TestCase):
+    @defer.inlineCallbacks
+    def openStore(self, **kw):
+        store = self.ldapStore(**kw)
+        yield store.open()
+        self.addCleanup(store.close)
+        return store
+
+    @defer.inlineCallbacks
+    def test_stopped_directory_queues_until_restart(self):
+        store = yield self.openStore()
+        yield store.write([lease(0)])
+        self.slapd.stop()
+        fired = []
+        ds = [store.write([lease(n)]).addCallback(lambda _, n=n: fired.append(n))
+              for n in range(1, 51)]
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(fired, [])
+        self.assertFalse(store.connected)
+        self.assertEqual(store._queued, 50)
+        self.slapd.start()
+        yield withTimeout(defer.gatherResults(ds))
+        self.assertEqual(fired, list(range(1, 51)))
+        self.assertEqual(sorted(self.entries(), key=lambda l: l.ip),
+                         sorted([lease(n) for n in range(51)], key=lambda l: l.ip))
+
+    @defer.inlineCallbacks
+    def test_directory_stopped_mid_batch(self):
+        """Stopped while a batch is on the wire: it is sent again, in order."""
+        store = yield self.openStore()
+        fired = []
+        ds = [store.write([lease(n)]).addCallback(lambda _, n=n: fired.append(n))
+              for n in range(2000)]
+        yield ds[0]                                   # batch 1; 1..1999 are batch 2
+        while len(store._known) < 300:               # part of batch 2 is written
+            yield task.deferLater(reactor, 0.002, lambda: None)
+        self.slapd.stop()
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(fired, [0])
+        self.assertFalse(store.connected)
+        self.slapd.start()
+        yield withTimeout(defer.gatherResults(ds))
+        self.assertEqual(fired, list(range(2000)))
+        self.assertEqual(len(self.entries()), 2000)
+
+    @defer.inlineCallbacks
+    def test_queue_bound_fails_at_once(self):
+        store = yield self.openStore(maxqueue=10)
+        self.slapd.stop()
+        yield waitFor(lambda: not store.connected)
+        queued = [store.write([lease(n), lease(n + 100)]) for n in range(5)]
+        over = store.write([lease(99)])
+        self.assertTrue(over.called)
+        error = self.failureResultOf(over, L.LDAPStoreQueueFull).value
+        self.assertIn("10 leases are already waiting to be written (maxqueue=10)",
+                      str(error))
+        self.assertIn("unreachable", str(error))
+        self.assertFalse(any(d.called for d in queued))
+        self.slapd.start()
+        yield withTimeout(defer.gatherResults(queued))
+        self.assertEqual(len(self.entries()), 10)
+        yield store.write([lease(99)])   # room again
+
+    @defer.inlineCallbacks
+    def test_close_while_unreachable_fails_queued_writes(self):
+        store = yield self.openStore()
+        self.slapd.stop()
+        d = store.write([lease(1)])
+        yield store.close()
+        self.failureResultOf(d, L.LDAPStoreClosed)
+
+    @defer.inlineCallbacks
+    def test_entries_changed_behind_the_store(self):
+        """Deleted entries are added again, existing unknown ones replaced."""
+        store = yield self.openStore()
+        yield store.write([lease(1), lease(2)])
+        self.slapd.ldapdelete("dhcpfoLeaseIP=%s,%s" % (lease(1).ip, self.base))
+        self.slapd.ldapadd(
+            "dn: dhcpfoLeaseIP=%s,%s\nobjectClass: dhcpfoLease\n"
+            "dhcpfoLeaseIP: %s\ndhcpfoLeaseState: expired\ndhcpfoLeaseStart: 1.0\n"
+            "dhcpfoLeaseExpiry: 2.0\ndhcpfoLeaseVersion: 1\n"
+            % (lease(3).ip, self.base, lease(3).ip))
+        newer = [lease(n, version=5) for n in (1, 2, 3)]
+        yield store.write(newer)
+        self.assertEqual(sorted(self.entries(), key=lambda l: l.ip), newer)
+
+
+# -- without slapd: a scripted directory and a Clock ------------------------------
+
+_REQUESTS = pureldap.LDAPBERDecoderContext_TopLevel(
+    inherit=pureldap.LDAPBERDecoderContext_LDAPMessage(
+        fallback=pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext()),
+        inherit=pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext())))
+
+
+class ScriptedEndpoint:
+    """Connects the store's client to a StringTransport; the test answers."""
+
+    def __init__(self):
+        self.refuse = False
+        self.attempts = 0
+        self.connections = []
+
+    def connect(self, factory):
+        self.attempts += 1
+        if self.refuse:
+            return defer.fail(ConnectionRefusedError("scripted"))
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        self.connections.append((proto, transport))
+        return defer.succeed(proto)
+
+    @property
+    def proto(self):
+        return self.connections[-1][0]
+
+    def requests(self):
+        transport = self.connections[-1][1]
+        data = transport.value()
+        transport.clear()
+        messages = []
+        while data:
+            message, used = pureber.berDecodeObject(_REQUESTS, data)
+            data = data[used:]
+            messages.append(message)
+        return messages
+
+    def reply(self, message, op):
+        self.proto.dataReceived(pureldap.LDAPMessage(op, id=message.id).toWire())
+
+    def succeedAll(self, responseClass=pureldap.LDAPAddResponse):
+        requests = self.requests()
+        for message in requests:
+            cls = (pureldap.LDAPModifyResponse
+                   if isinstance(message.value, pureldap.LDAPModifyRequest)
+                   else responseClass)
+            self.reply(message, cls(resultCode=0))
+        return requests
+
+    def drop(self):
+        self.proto.connectionLost(Failure(ConnectionLost("scripted")))
+
+
+class ClockTests(SynchronousTestCase):
+    """Queueing, retry timing and fallbacks, deterministic (no slapd)."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.endpoint = ScriptedEndpoint()
+        self.delays = [1.0, 2.0, 4.0]
+
+    def makeStore(self, **kw):
+        store = L.LDAPLeaseStore(
+            self.clock, "ldap://192.0.2.1", "ou=leases,dc=example,dc=org",
+            retryPolicy=lambda n: self.delays[min(n, len(self.delays) - 1)], **kw)
+        store._endpoint = lambda: self.endpoint
+        d = store.open()
+        [search] = self.endpoint.requests()
+        self.assertIsInstance(search.value, pureldap.LDAPSearchRequest)
+        self.endpoint.reply(search, pureldap.LDAPSearchResultDone(resultCode=0))
+        self.assertEqual(self.successResultOf(d), [])
+        return store
+
+    def close(self, store):
+        d = store.close()
+        if self.endpoint.connections and self.endpoint.proto.connected:
+            self.endpoint.drop()
+        self.successResultOf(d)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def pendingDelays(self):
+        return sorted(c.getTime() - self.clock.seconds()
+                      for c in self.clock.getDelayedCalls())
+
+    def test_group_commit_newest_wins(self):
+        store = self.makeStore()
+        first = store.write([lease(1)])
+        second = store.write([lease(2)])
+        third = store.write([lease(2, version=2), lease(3)])
+        [add] = self.endpoint.succeedAll()             # batch 1: lease 1
+        self.assertEqual(add.value.entry,
+                         b"dhcpfoLeaseIP=198.18.0.2,ou=leases,dc=example,dc=org")
+        self.assertIsNone(self.successResultOf(first))
+        sent = self.endpoint.succeedAll()              # batch 2: 2 (v2) and 3
+        self.assertEqual(len(sent), 2)
+        self.assertEqual(self.successResultOf(second), None)
+        self.assertEqual(self.successResultOf(third), None)
+        self.assertEqual((store.batches, store.written), (2, 3))
+        self.close(store)
+
+    def test_outage_backoff_and_resend(self):
+        store = self.makeStore(maxqueue=5)
+        fired = []
+        w1 = store.write([lease(1)]).addCallback(fired.append)
+        w2 = store.write([lease(2)]).addCallback(fired.append)
+        self.endpoint.requests()                       # lease 1 on the wire
+        self.endpoint.refuse = True
+        self.endpoint.drop()
+        self.assertFalse(store.connected)
+        self.assertEqual(self.pendingDelays(), [1.0])
+        self.clock.advance(1.0)
+        self.assertEqual(self.pendingDelays(), [2.0])
+        self.clock.advance(2.0)
+        self.assertEqual(self.pendingDelays(), [4.0])
+        self.assertEqual(self.endpoint.attempts, 3)
+        w3 = store.write([lease(3), lease(4), lease(5)])
+        self.failureResultOf(store.write([lease(6)]), L.LDAPStoreQueueFull)
+        self.assertEqual((fired, w3.called), ([], False))
+        self.endpoint.refuse = False
+        self.clock.advance(4.0)
+        self.assertTrue(store.connected)
+        sent = self.endpoint.succeedAll()
+        self.assertEqual(len(sent), 5)                 # 1 again, 2, 3, 4, 5
+        self.assertEqual(fired, [None, None])
+        self.successResultOf(w3)
+        self.assertTrue(w1.called and w2.called)
+        # backoff starts over after a success
+        self.endpoint.drop()
+        self.assertEqual(self.pendingDelays(), [1.0])
+        self.clock.advance(1.0)
+        self.close(store)
+
+    def test_no_answer_reconnects(self):
+        store = self.makeStore(timeout=5)
+        d = store.write([lease(1)])
+        self.endpoint.requests()
+        self.clock.advance(5)                         # the watchdog fires
+        self.assertFalse(store.connected)
+        self.assertTrue(self.endpoint.connections[0][1].disconnecting)
+        self.endpoint.connections[0][0].connectionLost(Failure(ConnectionLost()))
+        self.clock.advance(1.0)
+        self.endpoint.succeedAll()
+        self.successResultOf(d)
+        self.close(store)
+
+    def test_busy_is_transient(self):
+        store = self.makeStore()
+        d = store.write([lease(1)])
+        [add] = self.endpoint.requests()
+        self.endpoint.reply(add, pureldap.LDAPAddResponse(resultCode=51))
+        self.assertNoResult(d)
+        self.endpoint.drop()
+        self.clock.advance(1.0)
+        self.endpoint.succeedAll()
+        self.successResultOf(d)
+        self.close(store)
+
+    def test_add_exists_then_modify(self):
+        store = self.makeStore()
+        d = store.write([lease(1)])
+        [add] = self.endpoint.requests()
+        self.endpoint.reply(add, pureldap.LDAPAddResponse(resultCode=68))
+        [modify] = self.endpoint.requests()
+        self.assertIsInstance(modify.value, pureldap.LDAPModifyRequest)
+        self.endpoint.reply(modify, pureldap.LDAPModifyResponse(resultCode=0))
+        self.successResultOf(d)
+        # now known: the next write of it is a modify; empty fields are removed
+        d = store.write([Lease(lease(1).ip, b"\x01", b"", "", "released",
+                               1.0, 2.0, "", 3)])
+        [modify] = self.endpoint.requests()
+        self.assertIsInstance(modify.value, pureldap.LDAPModifyRequest)
+        emptied = [m.data[1].data[0].value for m in modify.value.modification
+                   if not m.data[1].data[1].data]
+        self.assertEqual(sorted(emptied), [b"dhcpfoClientID", b"dhcpfoHostname",
+                                          b"dhcpfoLeaseOwner"])
+        self.endpoint.reply(modify, pureldap.LDAPModifyResponse(resultCode=0))
+        self.successResultOf(d)
+        self.close(store)
+
+    def test_refused_write_fails_only_its_writers(self):
+        store = self.makeStore()
+        first = store.write([lease(0)])                # on the wire
+        a = store.write([lease(1)])                    # the next batch: a, b, c
+        b = store.write([lease(2), lease(3)])
+        c = store.write([lease(4)])
+        self.endpoint.succeedAll()
+        self.successResultOf(first)
+        for message in self.endpoint.requests():
+            code = 65 if message.value.entry.startswith(b"dhcpfoLeaseIP=198.18.0.4,") else 0
+            self.endpoint.reply(message, pureldap.LDAPAddResponse(
+                resultCode=code, errorMessage="objectClassViolation test"))
+        self.successResultOf(a)
+        error = self.failureResultOf(b, L.LDAPWriteRejected).value
+        self.assertEqual(list(error.errors), ["198.18.0.4"])
+        self.assertIn("objectClassViolation (65)", str(error))
+        self.successResultOf(c)
+        self.close(store)
+
+    def test_close_drains_then_unbinds(self):
+        store = self.makeStore()
+        d = store.write([lease(1)])
+        closed = store.close()
+        self.failureResultOf(store.write([lease(2)]), L.LDAPStoreClosed)
+        self.assertNoResult(closed)
+        self.endpoint.succeedAll()
+        self.successResultOf(d)
+        [unbind] = self.endpoint.requests()
+        self.assertIsInstance(unbind.value, pureldap.LDAPUnbindRequest)
+        self.endpoint.drop()
+        self.successResultOf(closed)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_close_during_backoff(self):
+        store = self.makeStore()
+        self.endpoint.refuse = True
+        d = store.write([lease(1)])
+        self.endpoint.drop()
+        self.successResultOf(store.close())
+        self.failureResultOf(d, L.LDAPStoreClosed)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unstorable_lease_fails_at_once(self):
+        store = self.makeStore()
+        bad = Lease("192.0.2.1", "not-bytes", b"", "", "active", 0.0, 1.0, "", 1)
+        error = self.failureResultOf(store.write([bad]), L.LDAPStoreError).value
+        self.assertIn("cannot be stored", str(error))
+        self.assertEqual(self.endpoint.requests(), [])
+        self.close(store)
+
+
+class DecoderTests(SynchronousTestCase):
+    def entry(self, n):
+        return pureldap.LDAPMessage(pureldap.LDAPSearchResultEntry(
+            objectName="dhcpfoLeaseIP=192.0.2.%d,ou=x" % n,
+            attributes=[("dhcpfoHostname", [b"h" * n * 40]),
+                        ("objectClass", [b"dhcpfoLease", b"top"]),
+                        ("empty", [])]), id=n + 1)
+
+    def test_matches_ldaptor(self):
+        wire = b"".join(self.entry(n).toWire() for n in range(1, 9))
+        mine, theirs = L._Client(), L._Client()
+        got, expected = [], []
+        mine.handle = got.append
+        theirs.handle = expected.append
+        for i in range(len(wire)):          # one byte at a time
+            mine.dataReceived(wire[i:i + 1])
+        L.LDAPClient.dataReceived(theirs, wire)
+        self.assertEqual(len(got), 8)
+        self.assertEqual([(m.id, m.value.objectName, m.value.attributes) for m in got],
+                         [(m.id, m.value.objectName, m.value.attributes)
+                          for m in expected])
+
+    def test_other_messages_left_to_ldaptor(self):
+        with_controls = pureldap.LDAPMessage(
+            self.entry(1).value, id=3, controls=[(b"1.2.3", None, b"x")]).toWire()
+        done = pureldap.LDAPMessage(pureldap.LDAPSearchResultDone(resultCode=0),
+                                    id=4).toWire()
+        for wire in (with_controls, done):
+            self.assertIsNone(L._searchEntry(wire, L._tlv(wire, 0)[1], len(wire)))
+
+
+class FactoryTests(SynchronousTestCase):
+    def test_description(self):
+        path = os.path.abspath(self.mktemp())
+        S.writeFile(path, "pw\n")
+        store = registry.make_store(
+            reactor, "ldap:url=ldap://192.0.2.1:3890,base=ou=l\\,dc=example\\,dc=org,"
+            "binddn=cn=d\\,dc=example\\,dc=org,passwordfile=%s,maxqueue=7" % path)
+        self.assertIsInstance(store, L.LDAPLeaseStore)
+        self.assertEqual((store._host, store._port, store.base, store.binddn,
+                          store.maxqueue, store._readPassword()),
+                         ("192.0.2.1", 3890, "ou=l,dc=example,dc=org",
+                          "cn=d,dc=example,dc=org", 7, b"pw"))
+
+    def test_help_lists_parameters(self):
+        factory = registry.factories()["ldap"]
+        self.assertEqual(set(factory.parameters), {
+            "url", "base", "binddn", "passwordfile", "starttls", "cafile",
+            "maxqueue", "timeout"})
+
+    def test_config_errors(self):
+        path = os.path.abspath(self.mktemp())
+        S.writeFile(path, "pw")
+        base = ",base=ou=l\\,dc=example"
+        for text, message in [
+                ("ldap:base=ou=x", "url= is required"),
+                ("ldap:url=http://x" + base, "expected ldap://HOST"),
+                ("ldap:url=ldap://x/ou=l" + base, "the base DN goes in base="),
+                ("ldap:url=ldaps://x,starttls=yes" + base, "ldaps is TLS already"),
+                ("ldap:url=ldap://x,starttls=maybe" + base, "expected yes or no"),
+                ("ldap:url=ldap://x", "base= is required"),
+                ("ldap:url=ldap://x,binddn=cn=a" + base, "needs passwordfile="),
+                ("ldap:url=ldap://x,passwordfile=%s" % path + base, "needs binddn="),
+                ("ldap:url=ldap://x,binddn=cn=a,passwordfile=/nonexistent" + base,
+                 "passwordfile=/nonexistent: No such file"),
+                ("ldap:url=ldap://x,cafile=%s" % path + base, "only with an ldaps"),
+                ("ldap:url=ldaps://x,cafile=%s" % path + base, "holds no PEM"),
+                ("ldap:url=ldap://x,maxqueue=0" + base, "must be positive")]:
+            with self.assertRaises(L.LDAPStoreConfigError) as caught:
+                registry.make_store(reactor, text)
+            self.assertIn(message, str(caught.exception), text)
