@@ -472,6 +472,10 @@ class DHCPServer:
             dest = _BROADCAST
         return Decision(data, dest, None, P.INFORM)
 
+    def offered(self, ip):
+        offer = self._offers.get(ip)
+        return offer is not None and offer[1] > self.clock.seconds()
+
     def expire_offers(self):
         """Forget offers nobody took; called periodically."""
         now = self.clock.seconds()

@@ -1,6 +1,6 @@
 """The in-memory lease database: what the server decides from, by address and by client."""
 
-from dhcpfo.leases.lease import DECLINED
+from dhcpfo.leases.lease import BACKUP, DECLINED
 
 
 class LeaseTable:
@@ -38,7 +38,7 @@ class LeaseTable:
             if self._by_client.get(old_key) is old:
                 del self._by_client[old_key]
         self.by_ip[lease.ip] = lease
-        if lease.state != DECLINED:
+        if lease.state != DECLINED and lease.state != BACKUP:
             self._by_client[lease.key] = lease
         for listener in self.listeners:
             listener(lease, old)

@@ -1,0 +1,200 @@
+"""The failover coordinator with fake links and task.Clock: roles, policy,
+replication gating, reserves, merge of peer records."""
+
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase
+
+from dhcpfo.dhcp import packet as P
+from dhcpfo.failover.coordinator import (PRIMARY, SECONDARY, Coordinator,
+                                         FailoverSettings, ReplicatedStore)
+from dhcpfo.failover.state import ACTIVE, PASSIVE, SYNCING
+from dhcpfo.leases.lease import ACTIVE as BOUND, BACKUP, Lease
+from dhcpfo.stores.memory import MemoryLeaseStore
+from tests.test_server import BASIC, SERVER, ip, make_server, request
+
+MAC3 = bytes.fromhex("525400000003")
+
+
+class FakeLink:
+    def __init__(self, name, role, priority=0):
+        self.name = name
+        self.role = role
+        self.priority = priority
+        self.peer_state = None
+        self.sent = []
+
+    def sendLeases(self, leases):
+        d = defer.Deferred()
+        self.sent.append((list(leases), d))
+        return d
+
+    def pending(self):
+        return sum(len(l) for l, d in self.sent if not d.called)
+
+    def ackAll(self):
+        for _, d in self.sent:
+            if not d.called:
+                d.callback(None)
+
+
+def coordinator(role, name="me", priority=0, ranges=BASIC, **kw):
+    server, iface, clock = make_server(ranges)
+    server.name = name
+    store = MemoryLeaseStore()
+    coord = Coordinator(FailoverSettings(name, role, priority, **kw), server,
+                        server.table, store, clock)
+    return coord, server, iface, clock, store
+
+
+class RoleTests(SynchronousTestCase):
+    def test_primary_alone_serves_after_grace(self):
+        coord, server, _, clock, _ = coordinator(PRIMARY)
+        coord.start()
+        self.assertEqual(coord.state, SYNCING)
+        self.assertFalse(server.serving)
+        clock.advance(3)
+        self.assertEqual(coord.state, ACTIVE)
+        self.assertTrue(server.serving)
+        self.assertFalse(server.restricted)
+
+    def test_secondary_passive_while_primary_connected(self):
+        coord, server, _, clock, _ = coordinator(SECONDARY)
+        coord.start()
+        primary = FakeLink("p", PRIMARY)
+        coord.linkUp(primary)
+        self.assertEqual(coord.state, SYNCING)
+        coord.linkSynced(primary)
+        self.assertEqual(coord.state, PASSIVE)
+        clock.advance(10)
+        self.assertEqual(coord.state, PASSIVE)
+        self.assertFalse(server.serving)
+        coord.linkDown(primary, "test")
+        self.assertEqual(coord.state, ACTIVE)
+        self.assertTrue(server.serving)
+        self.assertTrue(server.restricted)
+        self.assertFalse(server.primary)
+        # The primary comes back: exchange first, then passive again.
+        again = FakeLink("p", PRIMARY)
+        coord.linkUp(again)
+        self.assertEqual(coord.state, SYNCING)
+        self.assertFalse(server.serving)
+        coord.linkSynced(again)
+        self.assertEqual(coord.state, PASSIVE)
+        self.assertFalse(server.restricted)
+
+    def test_two_secondaries_one_takes_over(self):
+        high, _, _, hclock, _ = coordinator(SECONDARY, "s-high", priority=2)
+        low, _, _, lclock, _ = coordinator(SECONDARY, "s-low", priority=1)
+        for coord in (high, low):
+            coord.start()
+        high.linkUp(FakeLink("s-low", SECONDARY, 1))
+        high.linkSynced(high.links["s-low"])
+        low.linkUp(FakeLink("s-high", SECONDARY, 2))
+        low.linkSynced(low.links["s-high"])
+        hclock.advance(3)
+        lclock.advance(3)
+        self.assertEqual((high.state, low.state), (ACTIVE, PASSIVE))
+
+    def test_primary_waits_for_secondary_exchange(self):
+        coord, server, _, clock, _ = coordinator(PRIMARY)
+        coord.start()
+        sec = FakeLink("s", SECONDARY)
+        coord.linkUp(sec)
+        self.assertFalse(server.serving)
+        coord.linkSynced(sec)
+        self.assertEqual(coord.state, ACTIVE)
+        self.assertFalse(server.restricted)
+        coord.linkDown(sec, "gone")
+        self.assertTrue(server.restricted)
+        self.assertTrue(server.serving)
+
+
+class ReplicationTests(SynchronousTestCase):
+    def setUp(self):
+        self.coord, self.server, self.iface, self.clock, self.store = \
+            coordinator(PRIMARY)
+        self.coord.start()
+        self.sec = FakeLink("s", SECONDARY)
+        self.coord.linkUp(self.sec)
+        self.coord.linkSynced(self.sec)
+        self.sec.ackAll()  # the reserve transfer
+        self.replicated = ReplicatedStore(self.store, self.coord)
+
+    def test_write_waits_for_peer_ack(self):
+        lease = Lease("192.0.2.10", b"\x01" * 6, b"", "", BOUND, 0.0, 99.0, "me", 5)
+        d = self.replicated.write([lease])
+        self.assertNoResult(d)
+        self.sec.ackAll()
+        self.successResultOf(d)
+        self.assertEqual(self.server.acked_expiry["192.0.2.10"], 99.0)
+
+    def test_peer_lost_before_ack_fails_write(self):
+        lease = Lease("192.0.2.10", b"\x01" * 6, b"", "", BOUND, 0.0, 99.0, "me", 5)
+        d = self.replicated.write([lease])
+        self.sec.sent[-1][1].errback(ConnectionError("lost"))
+        self.failureResultOf(d)
+
+    def test_reserve_transferred_and_not_allocated_by_primary(self):
+        reserved = [l for l in self.server.table if l.state == BACKUP]
+        # 3 addresses, 10 % reserve rounds to none; a bigger range gets some.
+        self.assertEqual(reserved, [])
+        coord, server, iface, clock, _ = coordinator(
+            PRIMARY, ranges=[("dhcp-range", "192.0.2.10,192.0.2.109,1h")])
+        coord.start()
+        sec = FakeLink("s", SECONDARY)
+        coord.linkUp(sec)
+        coord.linkSynced(sec)
+        reserved = {l.ip for l in server.table if l.state == BACKUP and l.owner == "s"}
+        self.assertEqual(len(reserved), 10)
+        [(sent, d)] = sec.sent
+        self.assertEqual({l.ip for l in sent}, reserved)
+        # The primary never offers a reserved address.
+        offered = set()
+        for n in range(90):
+            mac = bytes([0x52, 0, 0, 0, 2, n])
+            reply = server.handle(request(P.DISCOVER, mac), iface)
+            offered.add(P.parse(reply.data).yiaddr)
+        self.assertIsNone(server.handle(request(P.DISCOVER, MAC3), iface))
+        self.assertFalse({ip(a) for a in reserved} & offered)
+
+    def test_received_records_merged_and_stored(self):
+        theirs = Lease("192.0.2.11", b"\x02" * 6, b"", "h", BOUND, 0.0,
+                       self.clock.seconds() + 100, "s", 1 << 60)
+        d = self.coord.received([theirs], self.sec)
+        self.successResultOf(d)
+        self.assertEqual(self.server.table.get("192.0.2.11"), theirs)
+        self.assertEqual(self.store.leases["192.0.2.11"], theirs)
+        self.assertGreater(self.server.hlc.now(), 1 << 60)
+
+
+class SecondaryPolicyTests(SynchronousTestCase):
+    """A secondary alone allocates from its reserve only, with MCLT caps."""
+
+    def setUp(self):
+        self.coord, self.server, self.iface, self.clock, _ = coordinator(
+            SECONDARY, "s", mclt=600.0)
+        self.coord.start()
+        now = self.clock.seconds()
+        self.server.table.put(Lease("192.0.2.12", b"", b"", "", BACKUP, now, now,
+                                    "s", 1))
+        self.server.table.put(Lease("192.0.2.10", bytes.fromhex("525400000001"),
+                                    b"", "", BOUND, now - 100, now + 50, "p", 2))
+        self.server.acked_expiry["192.0.2.10"] = now + 50
+        self.coord.known.add("p")
+        self.clock.advance(3)
+        self.assertEqual(self.coord.state, ACTIVE)
+
+    def test_new_client_gets_reserve_address_only(self):
+        offer = P.parse(self.server.handle(request(P.DISCOVER, MAC3), self.iface).data)
+        self.assertEqual(offer.yiaddr, ip("192.0.2.12"))
+        self.assertIsNone(self.server.handle(
+            request(P.DISCOVER, bytes.fromhex("525400000009")), self.iface))
+
+    def test_renewal_capped_by_mclt(self):
+        ack = self.server.handle(request(P.REQUEST, ciaddr=ip("192.0.2.10")),
+                                 self.iface)
+        [lease] = ack.commit
+        now = self.clock.seconds()
+        self.assertEqual(lease.expiry, now + 50 - 3 + 600)
+        reply = P.parse(ack.data)
+        self.assertEqual(int.from_bytes(reply.options[P.LEASE_TIME], "big"), 647)
