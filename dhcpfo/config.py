@@ -12,6 +12,7 @@ import socket
 import attr
 
 from dhcpfo.dhcp import options as dhcp_options
+from dhcpfo.failover import options as failover_options
 from dhcpfo.dns import records as dns_records
 from dhcpfo.stores import registry
 
@@ -64,6 +65,7 @@ class Config:
     lease_store = attr.ib(default=registry.DEFAULT)
     control = attr.ib(default=DEFAULT_CONTROL)
     server_name = attr.ib(factory=socket.gethostname)
+    failover = attr.ib(default=None)  # FailoverConfig when --failover-* given
     # DNS (dhcpfo.dns): 0 disables it
     dns_port = attr.ib(default=dns_records.DEFAULT_PORT)
     servers = attr.ib(factory=list)          # dns_records.Upstream
@@ -302,6 +304,11 @@ def build(pairs):
         except ConfigError as e:
             shown = "--%s" % name if value is None else "--%s=%s" % (name, value)
             raise ConfigError("%s: %s: %s" % (where, shown, e)) from None
+    if config.failover is not None:
+        try:
+            failover_options.finish(config.failover, config.server_name)
+        except failover_options.FailoverOptionError as e:
+            raise ConfigError(str(e)) from None
     if not config.ranges:
         raise ConfigError("no --dhcp-range given: dhcpfo needs at least one, e.g. "
                           "--dhcp-range 192.0.2.10,192.0.2.200,1h")
@@ -309,6 +316,18 @@ def build(pairs):
 
 
 def _apply(config, name, value):
+    if name.startswith("failover-") and (name in failover_options.VALUED
+                                         or name in failover_options.FLAGS):
+        if (name in failover_options.FLAGS) != (value is None or value == ""):
+            raise ConfigError("takes no value" if name in failover_options.FLAGS
+                              else "needs a value")
+        if config.failover is None:
+            config.failover = failover_options.FailoverConfig()
+        try:
+            failover_options.apply(config.failover, name, value, parse_lease_time)
+        except failover_options.FailoverOptionError as e:
+            raise ConfigError(str(e)) from None
+        return
     if name in FLAGS:
         if value not in (None, ""):
             raise ConfigError("takes no value")
@@ -317,7 +336,9 @@ def _apply(config, name, value):
         return
     if name not in VALUED:
         raise ConfigError("unknown option; dhcpfo understands: %s"
-                          % ", ".join(sorted(list(VALUED) + list(FLAGS))))
+                          % ", ".join(sorted(list(VALUED) + list(FLAGS)
+                                             + list(failover_options.VALUED)
+                                             + list(failover_options.FLAGS))))
     if value is None:
         raise ConfigError("needs a value")
     if name == "interface":

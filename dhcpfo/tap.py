@@ -6,6 +6,7 @@ from twisted.python import usage
 
 from dhcpfo import config as C
 from dhcpfo.dhcp import netif
+from dhcpfo.failover import options as failover_options
 from dhcpfo.stores import registry
 
 
@@ -54,6 +55,10 @@ def _flag(name, text):
 for _name, _text in C.VALUED.items():
     setattr(Options, "opt_" + _name.replace("-", "_"), _valued(_name, _text))
 for _name, _text in C.FLAGS.items():
+    setattr(Options, "opt_" + _name.replace("-", "_"), _flag(_name, _text))
+for _name, _text in failover_options.VALUED.items():
+    setattr(Options, "opt_" + _name.replace("-", "_"), _valued(_name, _text))
+for _name, _text in failover_options.FLAGS.items():
     setattr(Options, "opt_" + _name.replace("-", "_"), _flag(_name, _text))
 
 

@@ -19,4 +19,4 @@ class TacTests(SynchronousTestCase):
         self.assertEqual(dhcp.config.lease_store, "sqlite:path=leases.db")
         self.assertEqual([h.hostname for h in dhcp.config.hosts], ["printer"])
         named = [s.name for s in next(iter(top))]
-        self.assertEqual(sorted(named), ["control", "dhcp"])
+        self.assertTrue({"control", "dhcp"} <= set(named), named)
