@@ -22,8 +22,10 @@ class DHCPService(service.Service):
 
     _log = Logger()
 
-    def __init__(self, config, reactor, store=None, port=67, interfaces=None):
+    def __init__(self, config, reactor, store=None, port=67, interfaces=None,
+                 failover=None):
         self.config = config
+        self.failover = failover
         self.reactor = reactor
         self.store = store or registry.make_store(reactor, config.lease_store)
         self.port = port
@@ -75,10 +77,13 @@ class DHCPService(service.Service):
         self.table.load(leases)
         for lease in leases:
             self.server.hlc.observe(lease.version)
+        store = self.store
+        if self.failover is not None:
+            store = self.failover.attach(self.server, self.table, self.store)
         for iface in self.interfaces:
             sock = netif.dhcp_socket(iface.name, self.port)
             try:
-                proto = DHCPProtocol(self.server, self.store, iface)
+                proto = DHCPProtocol(self.server, store, iface)
                 self._ports.append(self.reactor.adoptDatagramPort(
                     sock.fileno(), socket.AF_INET, proto))
             finally:
@@ -114,6 +119,18 @@ class DHCPService(service.Service):
         self.state = "stopped"
 
 
+def make_failover_node(config, reactor):
+    """The failover node; raises TLSConfigError for unusable certificate files."""
+    from dhcpfo.failover.service import FailoverNode
+    from dhcpfo.failover.tls import load_identity
+
+    fc = config.failover
+    identity = None
+    if not fc.insecure:
+        identity = load_identity(fc.cert, fc.key, fc.ca, name=fc.name)
+    return FailoverNode(fc, config.ranges, reactor, identity)
+
+
 def makeService(config, reactor=None, interfaces=None):
     """The whole server as one MultiService."""
     if reactor is None:
@@ -122,7 +139,12 @@ def makeService(config, reactor=None, interfaces=None):
     from twisted.web.server import Site
 
     top = service.MultiService()
-    dhcp = DHCPService(config, reactor, interfaces=interfaces)
+    node = None
+    if config.failover is not None:
+        node = make_failover_node(config, reactor)
+        node.setName("failover")
+        node.setServiceParent(top)
+    dhcp = DHCPService(config, reactor, interfaces=interfaces, failover=node)
     dhcp.setName("dhcp")
     dhcp.setServiceParent(top)
     if config.dns_port:

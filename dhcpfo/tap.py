@@ -75,4 +75,8 @@ def makeService(options, reactor=None):
         build_subnets(config.ranges, interfaces)
     except (C.ConfigError, netif.InterfaceError) as e:
         raise usage.UsageError(str(e))
-    return make(config, reactor, interfaces=interfaces)
+    from dhcpfo.failover.tls import TLSConfigError
+    try:
+        return make(config, reactor, interfaces=interfaces)
+    except TLSConfigError as e:
+        raise usage.UsageError(str(e))

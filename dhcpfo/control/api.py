@@ -7,7 +7,7 @@ from twisted.web.resource import Resource
 
 import dhcpfo
 from dhcpfo.dhcp.pool import ip_int, ip_str
-from dhcpfo.leases.lease import ACTIVE
+from dhcpfo.leases.lease import ACTIVE, BACKUP
 
 
 def iso_utc(seconds):
@@ -33,22 +33,28 @@ def status_json(dhcp, now):
     server = dhcp.server
     ranges = []
     if server is not None:
-        active = {}
+        active, reserved = [], {}
         for lease in dhcp.table:
+            ip = ip_int(bytes(map(int, lease.ip.split("."))))
             if lease.state == ACTIVE and lease.expiry > now:
-                ip = ip_int(bytes(map(int, lease.ip.split("."))))
-                active[ip] = active.get(ip, 0) + 1
+                active.append(ip)
+            elif lease.state == BACKUP:
+                reserved[ip] = lease.owner
         for subnet in server.subnets:
             for rng in subnet.ranges:
                 leased = sum(1 for ip in active if rng.start <= ip <= rng.end)
+                held = [o for ip, o in reserved.items() if rng.start <= ip <= rng.end]
+                mine = sum(1 for o in held if o == server.name)
                 ranges.append({"subnet": subnet.describe(), "range": rng.describe(),
                                "size": rng.size, "leased": leased,
-                               "free": max(rng.size - leased, 0)})
+                               "reserved": len(held), "reserved_here": mine,
+                               "free": max(rng.size - leased - len(held), 0)})
     return {
         "version": getattr(dhcpfo, "__version__", "0.1.0"),
         "server": dhcp.config.server_name,
         "state": dhcp.state,
-        "role": "standalone",
+        "role": dhcp.failover.settings.role if dhcp.failover else "standalone",
+        "failover": dhcp.failover.status() if dhcp.failover else None,
         "lease_store": dhcp.config.lease_store,
         "interfaces": [{"name": i.name, "address": i.address_str,
                         "subnet": i.subnet.describe() if i.subnet else None}
@@ -77,6 +83,8 @@ class ControlResource(Resource):
     def __init__(self, dhcp):
         super().__init__()
         self.putChild(b"status", _JSON(dhcp, status_json))
+        # Free addresses reserved for failover secondaries are not leases.
         self.putChild(b"leases", _JSON(dhcp, lambda d, now: [
             lease_json(l, now) for l in sorted(
-                d.table, key=lambda l: ip_int(bytes(map(int, l.ip.split(".")))))]))
+                d.table, key=lambda l: ip_int(bytes(map(int, l.ip.split(".")))))
+            if l.state != BACKUP]))

@@ -33,7 +33,12 @@ def main(argv=None, out=sys.stdout):
                        ("leases", "every lease the server knows")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--json", action="store_true", help="machine-readable output")
+    from dhcpfo.failover import certs
+    certs.add_make_certs_arguments(sub.add_parser(
+        "make-certs", help="create a lab CA and failover peer certificates"))
     args = parser.parse_args(argv)
+    if args.command == "make-certs":
+        return certs.main_make_certs(args, out=out)
     try:
         data = fetch(args.control, "/" + args.command)
     except (urllib.error.URLError, OSError) as e:
@@ -54,8 +59,18 @@ def main(argv=None, out=sys.stdout):
         for i in data["interfaces"]:
             out.write("  interface %s %s serving %s\n"
                       % (i["name"], i["address"], i["subnet"] or "relayed only"))
-        out.write(table(data["ranges"], ["subnet", "range", "size", "leased", "free"])
+        out.write(table(data["ranges"], ["subnet", "range", "size", "leased",
+                                         "reserved", "free"])
                   + "\n")
+        failover = data.get("failover")
+        if failover:
+            out.write("failover %s: %s%s%s, %d conflicts\n" % (
+                failover.get("name"), failover["role"], " " + failover["state"],
+                " (restricted: a peer is unreachable)" if failover.get("restricted")
+                else "", failover.get("conflict_count", 0)))
+            out.write(table(failover["peers"], ["name", "connected", "synced", "role",
+                                                "state", "last_heard_ago",
+                                                "replication_lag"]) + "\n")
         counters = ", ".join("%s=%s" % kv for kv in sorted(data["counters"].items()))
         out.write("counters: %s\n" % (counters or "none yet"))
     return 0

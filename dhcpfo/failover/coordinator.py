@@ -68,6 +68,7 @@ class Coordinator:
         self._rebalancer = None
         self._me = precedence(settings.role, settings.priority, settings.name)
         server.mclt = settings.mclt
+        server.name = settings.name  # leases and reserves carry the failover name
         self._apply()
         table.listeners.append(self._noticeOwner)
 

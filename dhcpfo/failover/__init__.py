@@ -1,0 +1,1 @@
+"""Failover: the peer channel (AMP over mutual TLS), its commands, the lab CA."""

@@ -1,0 +1,368 @@
+"""The failover protocol's AMP commands (version 1), and how leases cross the wire.
+
+Command definitions only: no I/O, no state.  The peer protocol responds to
+them; see the docstrings for who sends what.
+
+**Times cross the wire relative to the sender's clock** (design rule 4): a
+lease travels as ``started_ago`` and ``expires_in`` seconds measured against
+the sender's ``now``, and the receiver rebuilds absolute times against its own
+clock (L{encode_lease} / L{decode_lease}).  A peer whose wall clock is ten
+minutes off therefore hands over leases that expire when they should by the
+receiver's clock.  The transit time is not subtracted, which errs safe: an
+address looks held a few milliseconds longer.  Infinite leases
+(``expiry == INFINITE_EXPIRY``) travel as ``expires_in = inf``.  The commands
+also carry the sender's absolute ``now``, for measuring skew only.
+
+**Every AMP value is at most 65,535 bytes**, so lease lists are split by
+encoded size (L{chunk_leases}, L{chunk_addresses}).
+
+**Incoming records are validated** (L{validate_lease}) before they touch the
+database: address inside our ranges, known state, sane times and version
+stamp, bounded strings.
+"""
+
+import hashlib
+import ipaddress
+import math
+
+from twisted.protocols import amp
+
+from dhcpfo.leases.hlc import stamp_seconds
+from dhcpfo.leases.lease import STATES, Lease
+
+PROTOCOL_VERSION = 1
+
+MAX_VALUE_BYTES = amp.MAX_VALUE_LENGTH      # 65535
+INFINITE_EXPIRY = float(1 << 62)            # Lease.expiry of an infinite lease
+
+# Validation limits.
+MAX_LEASE_AHEAD = 10 * 365 * 86400.0   # a finite expiry further ahead is absurd
+MAX_START_AHEAD = 300.0                # a lease may not start in the future
+MAX_STAMP_AHEAD = 86400.0              # version stamps: peer clock at most 1 day fast
+MAX_VERSION = (1 << 63) - 1
+MAX_HWADDR = 16                        # chaddr
+MAX_CLIENT_ID = 255                    # option 61 payload
+MAX_HOSTNAME = 255                     # option 12 / 81 payload, UTF-8 bytes
+MAX_OWNER = 253                        # a DNS name (--failover-name)
+
+ROLES = ("primary", "secondary")
+
+
+# --- errors -----------------------------------------------------------------
+
+class VersionMismatch(Exception):
+    """The peers speak different protocol versions."""
+
+
+class PoolMismatch(Exception):
+    """The peers' pool configurations differ; the message says how."""
+
+
+class NotAllowed(Exception):
+    """The command is not allowed from this peer now (e.g. before Hello, or a
+    name that is not a configured peer)."""
+
+
+class InvalidLease(ValueError):
+    """An incoming lease record failed validation; the message says which and why."""
+
+
+# --- lease fields -----------------------------------------------------------
+
+LEASE_FIELDS = [
+    (b"ip", amp.Unicode()),
+    (b"hwaddr", amp.String()),
+    (b"client_id", amp.String()),
+    (b"hostname", amp.Unicode()),
+    (b"state", amp.Unicode()),
+    (b"started_ago", amp.Float()),   # sender's now - start
+    (b"expires_in", amp.Float()),    # expiry - sender's now; inf: infinite
+    (b"owner", amp.Unicode()),
+    (b"version", amp.Integer()),     # HLC stamp
+]
+
+def encode_lease(lease, now):
+    """The AMP fields of ``lease``, its times relative to ``now`` (ours)."""
+    if lease.expiry >= INFINITE_EXPIRY:
+        expires_in = math.inf
+    else:
+        expires_in = float(lease.expiry) - now
+    return {
+        "ip": lease.ip,
+        "hwaddr": bytes(lease.hwaddr),
+        "client_id": bytes(lease.client_id),
+        "hostname": lease.hostname,
+        "state": lease.state,
+        "started_ago": now - float(lease.start),
+        "expires_in": expires_in,
+        "owner": lease.owner,
+        "version": int(lease.version),
+    }
+
+
+def decode_lease(fields, now):
+    """The L{Lease} a peer sent, its times made absolute against ``now`` (ours).
+
+    Not validated: call L{validate_lease} before using it.
+    """
+    expires_in = fields["expires_in"]
+    if expires_in == math.inf:
+        expiry = INFINITE_EXPIRY
+    else:
+        expiry = now + expires_in
+    return Lease(ip=fields["ip"], hwaddr=fields["hwaddr"],
+                 client_id=fields["client_id"], hostname=fields["hostname"],
+                 state=fields["state"], start=now - fields["started_ago"],
+                 expiry=expiry, owner=fields["owner"], version=fields["version"])
+
+
+def _box_entry_size(name, value):
+    return 2 + len(name) + 2 + len(value)
+
+
+def lease_wire_size(fields):
+    """Bytes ``fields`` (from L{encode_lease}) take inside an AmpList value."""
+    size = 2  # the box terminator
+    for name, argument in LEASE_FIELDS:
+        size += _box_entry_size(name, argument.toString(fields[name.decode("ascii")]))
+    return size
+
+
+def chunk_leases(leases, max_bytes=MAX_VALUE_BYTES):
+    """Split encoded leases (an iterable of L{encode_lease} dicts) into lists
+    whose AmpList encoding is at most ``max_bytes``.  Lazy: pass a generator
+    to encode each lease just before its chunk is sent."""
+    chunk, size = [], 0
+    for fields in leases:
+        n = lease_wire_size(fields)
+        if n > max_bytes:
+            raise ValueError("lease for %s encodes to %d bytes, more than %d"
+                             % (fields.get("ip"), n, max_bytes))
+        if chunk and size + n > max_bytes:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(fields)
+        size += n
+    if chunk:
+        yield chunk
+
+
+def chunk_addresses(addresses, max_bytes=MAX_VALUE_BYTES):
+    """Split addresses (str) into lists whose ``ListOf(Unicode())`` encoding
+    is at most ``max_bytes`` (for L{TransferOwnership})."""
+    chunk, size = [], 0
+    for address in addresses:
+        n = 2 + len(address.encode("utf-8"))
+        if chunk and size + n > max_bytes:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(address)
+        size += n
+    if chunk:
+        yield chunk
+
+
+# --- validation -------------------------------------------------------------
+
+def _bad(lease, problem):
+    ip = getattr(lease, "ip", None)
+    return InvalidLease("lease for %r: %s" % (ip, problem))
+
+
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def validate_lease(lease, ranges_check, now):
+    """Raise L{InvalidLease} unless ``lease`` (from a peer, decoded against
+    ``now``) may enter our database.
+
+    ``ranges_check(ip_str) -> bool`` says whether an address is inside our
+    configured ranges.  Rejects: an address that is not a canonical IPv4
+    dotted quad or lies outside our ranges; an unknown state; over-long
+    hwaddr, client_id, hostname or owner; non-finite or negative times, a start
+    in the future, a finite expiry more than 10 years ahead; a version stamp
+    that is negative, too large or more than a day ahead of ``now`` (the peer's
+    clock is wrong by more than a day: replication from it stops until fixed).
+    """
+    ip = lease.ip
+    if not isinstance(ip, str):
+        raise _bad(lease, "the address is not text")
+    try:
+        canonical = str(ipaddress.IPv4Address(ip))
+    except ValueError:
+        canonical = None
+    if canonical != ip:
+        raise _bad(lease, "not an IPv4 address in dotted-quad form")
+    if not ranges_check(ip):
+        raise _bad(lease, "%s is outside our ranges (do the peers have the same "
+                          "--dhcp-range configuration?)" % (ip,))
+    if lease.state not in STATES:
+        raise _bad(lease, "unknown state %r (known: %s)"
+                   % (lease.state, ", ".join(STATES)))
+    for field, kind, limit in (("hwaddr", bytes, MAX_HWADDR),
+                               ("client_id", bytes, MAX_CLIENT_ID),
+                               ("hostname", str, MAX_HOSTNAME),
+                               ("owner", str, MAX_OWNER)):
+        value = getattr(lease, field)
+        if not isinstance(value, kind):
+            raise _bad(lease, "%s is %s, not %s" % (field, type(value).__name__,
+                                                     kind.__name__))
+        size = len(value.encode("utf-8")) if kind is str else len(value)
+        if size > limit:
+            raise _bad(lease, "%s is %d bytes long, more than %d"
+                       % (field, size, limit))
+    start, expiry = lease.start, lease.expiry
+    if not _is_number(start) or not math.isfinite(start) or start < 0:
+        raise _bad(lease, "start %r is not a time" % (start,))
+    if start > now + MAX_START_AHEAD:
+        raise _bad(lease, "it starts %.0f s in the future" % (start - now,))
+    if not _is_number(expiry) or math.isnan(expiry) or expiry < 0:
+        raise _bad(lease, "expiry %r is not a time" % (expiry,))
+    if expiry != INFINITE_EXPIRY and expiry - now > MAX_LEASE_AHEAD:
+        raise _bad(lease, "it expires %.0f days from now (more than 10 years, and "
+                          "not infinite)" % ((expiry - now) / 86400,))
+    version = lease.version
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _bad(lease, "version %r is not an integer" % (version,))
+    if not 0 <= version <= MAX_VERSION:
+        raise _bad(lease, "version %d is out of range" % (version,))
+    ahead = stamp_seconds(version) - now
+    if ahead > MAX_STAMP_AHEAD:
+        raise _bad(lease, "its version stamp is %.0f s ahead of our clock (more "
+                          "than a day: one server's clock is wrong)" % (ahead,))
+
+
+# --- pool configuration ---------------------------------------------------------
+
+def _pool_lines(lines):
+    return sorted(" ".join(line.split()) for line in lines if line.strip())
+
+
+def pool_digest(lines):
+    """Digest (hex) of a pool configuration given as text lines, one per range
+    or setting that must agree between peers; order and spacing do not matter.
+
+    Equal to ``dhcpfo.failover.options.pool_digest(ranges)`` when ``lines`` is
+    ``options.pool_description(ranges).splitlines()``.
+    """
+    return hashlib.sha256("\n".join(_pool_lines(lines)).encode("utf-8")).hexdigest()
+
+
+def pool_difference(ours, theirs):
+    """A sentence saying how two pool configurations (text lines) differ, or
+    None if they agree.  For L{PoolMismatch} messages."""
+    ours, theirs = set(_pool_lines(ours)), set(_pool_lines(theirs))
+    if ours == theirs:
+        return None
+    parts = []
+    if theirs - ours:
+        parts.append("the peer has %s, which we do not"
+                     % "; ".join(sorted(theirs - ours)))
+    if ours - theirs:
+        parts.append("we have %s, which the peer does not"
+                     % "; ".join(sorted(ours - theirs)))
+    return "pool configurations differ: " + ", and ".join(parts)
+
+
+# --- commands -------------------------------------------------------------------
+
+_REFUSALS = {NotAllowed: b"NOT_ALLOWED"}
+
+
+class Hello(amp.Command):
+    """First command on every connection, from the connecting peer.
+
+    ``pool_digest`` is L{pool_digest} of the sender's pool configuration;
+    ``pools`` (optional) its lines, so a responder that finds the digests
+    differ can say what differs (L{pool_difference}).  ``role`` is one of
+    L{ROLES}; ``priority`` orders secondaries (lower goes active first).
+    Errors are fatal: the connection is dropped after the error is sent.
+    """
+
+    arguments = [
+        (b"version", amp.Integer()),
+        (b"name", amp.Unicode()),
+        (b"role", amp.Unicode()),
+        (b"priority", amp.Integer()),
+        (b"pool_digest", amp.Unicode()),
+        (b"pools", amp.ListOf(amp.Unicode(), optional=True)),
+        (b"hlc", amp.Integer()),
+    ]
+    response = [
+        (b"version", amp.Integer()),
+        (b"name", amp.Unicode()),
+        (b"role", amp.Unicode()),
+        (b"state", amp.Unicode()),
+        (b"hlc", amp.Integer()),
+    ]
+    fatalErrors = {
+        VersionMismatch: b"VERSION_MISMATCH",
+        PoolMismatch: b"POOL_MISMATCH",
+        NotAllowed: b"NOT_ALLOWED",
+    }
+
+
+class LeaseBatch(amp.Command):
+    """Incremental lease changes (group-committed); ``acked`` is how many the
+    receiver stored durably.  ``now`` is the sender's clock (for skew
+    measurement only: the lease times are relative).  Split by L{chunk_leases}.
+    """
+
+    arguments = [
+        (b"leases", amp.AmpList(LEASE_FIELDS)),
+        (b"hlc", amp.Integer()),
+        (b"now", amp.Float()),
+    ]
+    response = [(b"acked", amp.Integer())]
+    errors = {InvalidLease: b"INVALID_LEASE"}
+    fatalErrors = _REFUSALS
+
+
+class DatabaseChunk(amp.Command):
+    """One piece of the database exchange on connect, streamed in order
+    (``seq`` from 0; ``last`` on the final one, which may be empty)."""
+
+    arguments = [
+        (b"leases", amp.AmpList(LEASE_FIELDS)),
+        (b"seq", amp.Integer()),
+        (b"last", amp.Boolean()),
+        (b"hlc", amp.Integer()),
+        (b"now", amp.Float()),
+    ]
+    response = [(b"acked", amp.Integer())]
+    errors = {InvalidLease: b"INVALID_LEASE"}
+    fatalErrors = _REFUSALS
+
+
+class Heartbeat(amp.Command):
+    """Liveness, both ways, every heartbeat interval; carries failover states."""
+
+    arguments = [(b"state", amp.Unicode()), (b"hlc", amp.Integer())]
+    response = [(b"state", amp.Unicode()), (b"hlc", amp.Integer(optional=True))]
+    fatalErrors = _REFUSALS
+
+
+class StateAnnounce(amp.Command):
+    """A peer's failover state changed (and its priority, for the election)."""
+
+    arguments = [
+        (b"name", amp.Unicode()),
+        (b"state", amp.Unicode()),
+        (b"priority", amp.Integer()),
+    ]
+    response = []
+    fatalErrors = _REFUSALS
+
+
+class TransferOwnership(amp.Command):
+    """Hand free ``addresses`` to ``to_name`` (the receiver); ``accepted`` is
+    how many the receiver now owns durably.  Ownership moves only when this
+    is acknowledged (design rule 1).  Split by L{chunk_addresses}."""
+
+    arguments = [
+        (b"addresses", amp.ListOf(amp.Unicode())),
+        (b"to_name", amp.Unicode()),
+    ]
+    response = [(b"accepted", amp.Integer())]
+    fatalErrors = _REFUSALS

@@ -1,0 +1,90 @@
+"""The failover node: the coordinator plus its listening and dialling endpoints."""
+
+from collections import Counter
+
+from twisted.application import internet, service
+from twisted.internet import endpoints
+from twisted.logger import Logger
+
+from dhcpfo.failover import commands
+from dhcpfo.failover.coordinator import Coordinator, FailoverSettings, ReplicatedStore
+from dhcpfo.failover.options import pool_description
+from dhcpfo.failover.peer import PeerFactory
+
+
+class FailoverNode(service.MultiService):
+    """Owns the peer connections of one server; started empty, ``attach``ed to
+    the DHCP server once its leases are loaded."""
+
+    _log = Logger()
+
+    def __init__(self, config, ranges, reactor, identity=None):
+        super().__init__()
+        self.config = config
+        self.clock = reactor
+        self.identity = identity
+        self.settings = FailoverSettings(
+            name=config.name, role=config.role, priority=config.priority,
+            mclt=config.mclt, reserve=config.reserve, heartbeat=config.heartbeat,
+            dead_after=config.dead_after)
+        self.pool_lines = pool_description(ranges).splitlines()
+        self.pool_digest = commands.pool_digest(self.pool_lines)
+        self._ranges = [(r.start, r.end) for r in ranges]
+        self.stats = Counter()
+        self.coordinator = None
+        self.server = None
+        self.table = None
+
+    def in_ranges(self, ip):
+        n = int.from_bytes(bytes(int(part) for part in ip.split(".")), "big")
+        return any(start <= n <= end for start, end in self._ranges)
+
+    def attach(self, server, table, store):
+        """Start failover for ``server``; returns the store its replies wait on."""
+        self.server = server
+        self.table = table
+        self.coordinator = Coordinator(self.settings, server, table, store, self.clock)
+        self.coordinator.start()
+        if self.config.insecure:
+            self._log.warn("failover channel WITHOUT TLS (--failover-insecure): any "
+                           "host that reaches it can rewrite the lease database")
+        if self.config.listen is not None:
+            host, port = self.config.listen
+            endpoint = endpoints.TCP4ServerEndpoint(self.clock, port, interface=host)
+            if not self.config.insecure:
+                endpoint = self.identity.server_endpoint(endpoint)
+            listener = internet.StreamServerEndpointService(
+                endpoint, PeerFactory(self, self.config.peers, initiator=False))
+            listener._raiseSynchronously = True
+            listener.setServiceParent(self)
+            self._log.info("failover: {name} ({role}) listening on port {port}",
+                           name=self.settings.name, role=self.settings.role,
+                           port=port)
+        targets = ([self.config.master] if self.config.master else []) + \
+            list(self.config.peer_addresses)
+        for ip, port, name in targets:
+            endpoint = endpoints.HostnameEndpoint(self.clock, ip, port, timeout=2)
+            if not self.config.insecure:
+                endpoint = self.identity.client_endpoint(endpoint, name)
+            dialler = internet.ClientService(
+                endpoint, PeerFactory(self, [name], initiator=True),
+                retryPolicy=internet.backoffPolicy(initialDelay=0.25, maxDelay=1.0,
+                                                   factor=1.5, jitter=lambda: 0),
+                clock=self.clock)
+            dialler.setServiceParent(self)
+            self._log.info("failover: {name} dialling {peer} at {ip}:{port}",
+                           name=self.settings.name, peer=name, ip=ip, port=port)
+        return ReplicatedStore(store, self.coordinator)
+
+    def stopService(self):
+        if self.coordinator is not None:
+            self.coordinator.stop()
+        return super().stopService()
+
+    def status(self):
+        if self.coordinator is None:
+            return {"role": self.settings.role, "state": "startup", "peers": []}
+        status = self.coordinator.status()
+        status["name"] = self.settings.name
+        status["invalid_records"] = self.stats["invalid_records"]
+        return status
