@@ -198,3 +198,76 @@ class SecondaryPolicyTests(SynchronousTestCase):
         self.assertEqual(lease.expiry, now + 50 - 3 + 600)
         reply = P.parse(ack.data)
         self.assertEqual(int.from_bytes(reply.options[P.LEASE_TIME], "big"), 647)
+
+
+class PartnerDownTests(SynchronousTestCase):
+    def setUp(self):
+        self.coord, self.server, self.iface, self.clock, _ = coordinator(
+            SECONDARY, "s", mclt=600.0, peers=("p",), master="p")
+        self.coord.start()
+        now = self.clock.seconds()
+        self.server.table.put(Lease("192.0.2.12", b"", b"", "", BACKUP, now, now,
+                                    "s", 1))
+        self.clock.advance(3)
+
+    def test_takeover_after_mclt(self):
+        self.assertTrue(self.server.restricted)
+        self.assertFalse(self.server.primary)
+        with self.assertRaises(ValueError):
+            self.coord.declarePartnerDown("nobody", "test")
+        self.coord.declarePartnerDown("p", "test")
+        self.clock.advance(599)
+        self.assertFalse(self.server.primary)
+        offered = P.parse(self.server.handle(request(P.DISCOVER, MAC3),
+                                             self.iface).data).yiaddr
+        self.assertEqual(offered, ip("192.0.2.12"))
+        self.assertIsNone(self.server.handle(
+            request(P.DISCOVER, bytes.fromhex("52540000000a")), self.iface))
+        self.clock.advance(1)
+        self.assertTrue(self.server.primary)
+        self.assertIsNotNone(self.server.handle(
+            request(P.DISCOVER, bytes.fromhex("52540000000a")), self.iface))
+        # The primary returns: partner-down ends.
+        self.coord.linkUp(FakeLink("p", PRIMARY))
+        self.assertFalse(self.server.primary)
+        self.assertEqual(self.coord.partner_down, {})
+
+    def test_automatic_declaration_is_opt_in(self):
+        self.clock.advance(100000)
+        self.assertEqual(self.coord.partner_down, {})
+        coord, server, _, clock, _ = coordinator(
+            SECONDARY, "s", mclt=600.0, peers=("p",), master="p",
+            partner_down_after=60.0)
+        coord.start()
+        clock.advance(60)
+        self.assertIn("p", coord.partner_down)
+        clock.advance(600)
+        self.assertTrue(server.primary)
+        coord.stop()
+        self.assertEqual([c for c in clock.getDelayedCalls() if c.active()], [])
+
+
+class RebalanceTests(SynchronousTestCase):
+    def test_primary_takes_back_reserve_when_dry(self):
+        coord, server, iface, clock, store = coordinator(
+            PRIMARY, ranges=[("dhcp-range", "192.0.2.10,192.0.2.29,1h")],
+            reserve=0.5, peers=("s",))
+        coord.start()
+        sec = FakeLink("s", SECONDARY)
+        coord.linkUp(sec)
+        coord.linkSynced(sec)
+        sec.ackAll()
+        reserved = [l for l in server.table if l.state == BACKUP]
+        self.assertEqual(len(reserved), 10)
+        for n in range(10):
+            mac = bytes([0x52, 0, 0, 0, 3, n])
+            server.handle(request(P.DISCOVER, mac), iface)
+        self.assertIsNone(server.handle(request(P.DISCOVER, MAC3), iface))
+        d = coord.rebalance()
+        # Not ours until the secondary acknowledged.
+        self.assertEqual(len([l for l in server.table if l.state == BACKUP]), 10)
+        sec.ackAll()
+        self.successResultOf(d)
+        self.assertEqual(len([l for l in server.table if l.state == BACKUP]), 5)
+        clock.advance(31)  # offers expire
+        self.assertIsNotNone(server.handle(request(P.DISCOVER, MAC3), iface))

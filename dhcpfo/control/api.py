@@ -79,9 +79,36 @@ class _JSON(Resource):
         return json.dumps(body, indent=1).encode() + b"\n"
 
 
+class _PartnerDown(Resource):
+    """POST /failover/partner-down?name=NAME: the operator says NAME is gone."""
+
+    isLeaf = True
+
+    def __init__(self, dhcp):
+        super().__init__()
+        self._dhcp = dhcp
+
+    def render_POST(self, request):
+        request.setHeader(b"content-type", b"application/json")
+        node = self._dhcp.failover
+        name = request.args.get(b"name", [b""])[0].decode("utf-8", "replace")
+        if node is None or node.coordinator is None:
+            request.setResponseCode(409)
+            return json.dumps({"error": "this server has no failover peers"}).encode()
+        try:
+            when = node.coordinator.declarePartnerDown(name, "operator")
+        except ValueError as e:
+            request.setResponseCode(409)
+            return json.dumps({"error": str(e)}).encode()
+        return json.dumps({"partner": name, "takeover_at": iso_utc(when)}).encode()
+
+
 class ControlResource(Resource):
     def __init__(self, dhcp):
         super().__init__()
+        failover = Resource()
+        failover.putChild(b"partner-down", _PartnerDown(dhcp))
+        self.putChild(b"failover", failover)
         self.putChild(b"status", _JSON(dhcp, status_json))
         # Free addresses reserved for failover secondaries are not leases.
         self.putChild(b"leases", _JSON(dhcp, lambda d, now: [

@@ -9,10 +9,14 @@ import urllib.request
 DEFAULT_URL = "http://127.0.0.1:8067"
 
 
-def fetch(base, path, timeout=5.0):
+def fetch(base, path, timeout=5.0, data=None):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(base.rstrip("/") + path, timeout=timeout) as response:
-        return json.load(response)
+    try:
+        with opener.open(base.rstrip("/") + path, data=data,
+                         timeout=timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as e:
+        return json.load(e)
 
 
 def table(rows, columns):
@@ -36,10 +40,23 @@ def main(argv=None, out=sys.stdout):
     from dhcpfo.failover import certs
     certs.add_make_certs_arguments(sub.add_parser(
         "make-certs", help="create a lab CA and failover peer certificates"))
+    down = sub.add_parser("partner-down", help="declare a failover peer gone for "
+                          "good: its addresses become ours after MCLT")
+    down.add_argument("name", help="the peer's --failover-name")
     args = parser.parse_args(argv)
     if args.command == "make-certs":
         return certs.main_make_certs(args, out=out)
     try:
+        if args.command == "partner-down":
+            from urllib.parse import quote
+            data = fetch(args.control, "/failover/partner-down?name=" +
+                         quote(args.name), data=b"")
+            if "error" in data:
+                print("dhcpfo-ctl partner-down: %s" % data["error"], file=sys.stderr)
+                return 1
+            out.write("%s declared down; its addresses become ours at %s\n"
+                      % (data["partner"], data["takeover_at"]))
+            return 0
         data = fetch(args.control, "/" + args.command)
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)

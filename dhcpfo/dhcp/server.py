@@ -77,6 +77,7 @@ class DHCPServer:
         self.restricted = False
         self.mclt = 3600.0
         self.acked_expiry = {}  # ip str -> expiry every peer has acknowledged
+        self.adopted = frozenset()  # partner-down peers whose reserves are ours
         self._offers = {}       # ip int -> (client key, expires)
         self._offer_of = {}     # client key -> ip int
         self._hosts_by_mac = {}
@@ -242,7 +243,8 @@ class DHCPServer:
             if not self.primary and reserved is None:
                 return False  # a secondary allocates only from its reserve
         elif lease.state == BACKUP:
-            if lease.owner != self.name and reserved is None:
+            if (lease.owner != self.name and lease.owner not in self.adopted
+                    and reserved is None):
                 return False  # another server's reserve
         else:
             if lease.expiry > now:

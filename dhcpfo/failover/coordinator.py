@@ -26,7 +26,7 @@ from zope.interface import implementer
 from dhcpfo.failover.merge import merge
 from dhcpfo.failover.state import ACTIVE, RoleMachine
 from dhcpfo.interfaces import ILeaseStore
-from dhcpfo.leases.lease import ACTIVE as BOUND, BACKUP, DECLINED, Lease
+from dhcpfo.leases.lease import ACTIVE as BOUND, BACKUP, DECLINED, RELEASED, Lease
 
 PRIMARY, SECONDARY = "primary", "secondary"
 
@@ -41,6 +41,9 @@ class FailoverSettings:
     heartbeat = attr.ib(default=1.0)
     dead_after = attr.ib(default=3.0)
     rebalance_every = attr.ib(default=30.0)
+    peers = attr.ib(default=())          # every other server of the group
+    partner_down_after = attr.ib(default=None)  # seconds, opt-in
+    master = attr.ib(default=None)       # the primary's name, for a secondary
 
 
 def precedence(role, priority, name):
@@ -59,7 +62,14 @@ class Coordinator:
         self.clock = clock
         self.links = {}             # peer name -> link (hello done)
         self.synced = set()         # names whose exchange is complete
-        self.known = set()          # every peer seen since start or in the leases
+        self.known = set(settings.peers)  # configured, seen, or in the leases
+        self.partner_down = {}      # name -> when its addresses become ours
+        self.taken_over = set()     # names whose addresses are ours now
+        self._takeovers = {}
+        self._autodown = {}
+        self._roles = {}            # name -> role, as last seen
+        if settings.master:
+            self._roles[settings.master] = PRIMARY
         self.conflicts = []
         self.last_heard = {}        # name -> seconds
         self.machine = RoleMachine(self._changed)
@@ -79,6 +89,8 @@ class Coordinator:
             self._noticeOwner(lease, None)
         self.machine.start(why="leases loaded")
         self._apply()
+        for name in self.known:
+            self._scheduleAutoDown(name)
         self._grace = self.clock.callLater(self.settings.dead_after, self._graceOver)
 
     def stop(self):
@@ -86,6 +98,9 @@ class Coordinator:
             self._grace.cancel()
         if self._rebalancer is not None and self._rebalancer.active():
             self._rebalancer.cancel()
+        for call in list(self._takeovers.values()) + list(self._autodown.values()):
+            if call.active():
+                call.cancel()
 
     def _graceOver(self):
         self._grace_over = True
@@ -96,6 +111,7 @@ class Coordinator:
         if owner and owner != self.settings.name and owner not in self.known:
             self.known.add(owner)
             self._apply()
+            self._scheduleAutoDown(owner)
 
     # -- links ---------------------------------------------------------------
 
@@ -104,7 +120,12 @@ class Coordinator:
 
     def linkUp(self, link):
         self.links[link.name] = link
+        self._roles[link.name] = link.role
         self.known.add(link.name)
+        auto = self._autodown.pop(link.name, None)
+        if auto is not None and auto.active():
+            auto.cancel()
+        self._leavePartnerDown(link.name)
         self.last_heard[link.name] = self.clock.seconds()
         self._log.info("failover peer {peer} ({role}, priority {priority}) connected",
                        peer=link.name, role=link.role, priority=link.priority)
@@ -126,6 +147,7 @@ class Coordinator:
         self.synced.discard(link.name)
         self._log.warn("failover peer {peer} lost: {why}", peer=link.name, why=why)
         self.evaluate("peer %s lost" % link.name)
+        self._scheduleAutoDown(link.name)
 
     def heard(self, name):
         self.last_heard[name] = self.clock.seconds()
@@ -152,7 +174,9 @@ class Coordinator:
     def _apply(self):
         server = self.server
         server.serving = self.machine.state == ACTIVE
-        server.primary = self.settings.role == PRIMARY
+        server.primary = self.settings.role == PRIMARY or any(
+            self._roles.get(name) == PRIMARY for name in self.taken_over)
+        server.adopted = frozenset(self.taken_over)
         server.restricted = bool(self.known - set(self.links))
 
     @property
@@ -197,7 +221,9 @@ class Coordinator:
     # -- reserves (primary) --------------------------------------------------
 
     def rebalance(self):
-        """Give each connected secondary its reserve of free addresses."""
+        """Keep each connected secondary's reserve at its share of the free
+        addresses: give more when it is short, take some back when the
+        primary has run dry.  Runs after each exchange and periodically."""
         if self._rebalancer is not None and self._rebalancer.active():
             self._rebalancer.cancel()
         self._rebalancer = self.clock.callLater(self.settings.rebalance_every,
@@ -207,49 +233,117 @@ class Coordinator:
         if not secondaries or self.settings.reserve <= 0:
             return defer.succeed(None)
         now = self.clock.seconds()
-        version = self.server.hlc.now
-        transfers = []
+        give, take = [], []
         for subnet in self.server.subnets:
             for rng in subnet.ranges:
-                if rng.static:
-                    continue
-                transfers.extend(self._topUp(rng, secondaries, now, version))
-        if not transfers:
-            return defer.succeed(None)
-        for lease in transfers:
-            self.table.put(lease)
-        self._log.info("reserved {count} free addresses for {peers}",
-                       count=len(transfers), peers=", ".join(secondaries))
-        store = ReplicatedStore(self.store, self)
-        return store.write(transfers).addErrback(
-            lambda f: self._log.warn("reserve transfer not acknowledged: {why}",
-                                     why=f.getErrorMessage()))
+                if not rng.static:
+                    self._balance(rng, secondaries, now, give, take)
+        ds = []
+        if give:
+            # Ours first (we stop allocating them), then theirs: if the
+            # transfer is not acknowledged, nobody allocates them until the
+            # next exchange settles whose they are.
+            for lease in give:
+                self.table.put(lease)
+            self._log.info("reserved {count} free addresses for {peers}",
+                           count=len(give), peers=", ".join(secondaries))
+            ds.append(ReplicatedStore(self.store, self).write(give))
+        if take:
+            # Theirs first: only once every secondary has acknowledged that
+            # they are ours again do we allocate them.
+            d = self.replicate(take)
+            d.addCallback(lambda _: [self.table.put(l) for l in take])
+            d.addCallback(lambda _: self.store.write(take))
+            d.addCallback(lambda _: self._log.info(
+                "took back {count} reserved addresses: our free pool ran dry",
+                count=len(take)))
+            ds.append(d)
+        d = defer.gatherResults(ds, consumeErrors=True)
+        return d.addErrback(lambda f: self._log.warn(
+            "reserve rebalancing not acknowledged: {why}", why=f.getErrorMessage()))
 
-    def _topUp(self, rng, secondaries, now, version):
+    def _balance(self, rng, secondaries, now, give, take):
         from dhcpfo.dhcp.pool import ip_str
-        owned = {name: 0 for name in secondaries}
+        owned = {name: [] for name in secondaries}
         free = []
         by_ip = self.table.by_ip
+        restricted = self.server.restricted
         for ip in range(rng.end, rng.start - 1, -1):
             lease = by_ip.get(ip_str(ip))
             if lease is None or lease.state not in (BOUND, DECLINED, BACKUP):
-                if lease is None or lease.expiry + self.settings.mclt <= now or \
-                        not self.server.restricted:
+                if (lease is None or not restricted or
+                        lease.expiry + self.settings.mclt <= now) and \
+                        not self.server.offered(ip):
                     free.append(ip)
             elif lease.state == BACKUP and lease.owner in owned:
-                owned[lease.owner] += 1
-        target = int(self.settings.reserve * (len(free) + sum(owned.values()))
-                     / len(secondaries))
-        transfers = []
+                owned[lease.owner].append(ip)
+        total = len(free) + sum(len(v) for v in owned.values())
+        target = int(self.settings.reserve * total / len(secondaries))
+        version = self.server.hlc.now
+        me = self.settings.name
         for name in secondaries:
-            while owned[name] < target and free:
+            mine = owned[name]
+            while len(mine) < target and free:
                 ip = free.pop(0)
-                if self.server.offered(ip):
-                    continue
-                transfers.append(Lease(ip_str(ip), b"", b"", "", BACKUP, now, now,
-                                       name, version()))
-                owned[name] += 1
-        return transfers
+                give.append(Lease(ip_str(ip), b"", b"", "", BACKUP, now, now,
+                                  name, version()))
+                mine.append(ip)
+            if not free and len(mine) > 1:
+                for ip in mine[:len(mine) // 2]:
+                    take.append(Lease(ip_str(ip), b"", b"", "", RELEASED, now, now,
+                                      me, version()))
+
+    # -- partner-down ----------------------------------------------------------
+
+    def declarePartnerDown(self, name, why):
+        """``name`` is gone for good: once MCLT has passed, its reserve and
+        (if it was the primary) the free pool become ours (draft-12's
+        PARTNER-DOWN).  Refused while it is connected."""
+        if name in self.links:
+            raise ValueError("%s is connected; it is not down" % name)
+        if name not in self.known:
+            raise ValueError("%s is not a peer of this server (peers: %s)"
+                             % (name, ", ".join(sorted(self.known)) or "none"))
+        if name in self.partner_down:
+            return self.partner_down[name]
+        when = self.clock.seconds() + self.settings.mclt
+        self.partner_down[name] = when
+        self._takeovers[name] = self.clock.callLater(self.settings.mclt,
+                                                     self._takeOver, name)
+        self._log.warn("partner {peer} declared down ({why}); its addresses become "
+                       "ours in {mclt:.0f}s (MCLT), when no lease it may have "
+                       "granted can still run", peer=name, why=why,
+                       mclt=self.settings.mclt)
+        return when
+
+    def _takeOver(self, name):
+        self._takeovers.pop(name, None)
+        self.taken_over.add(name)
+        self._log.warn("partner-down: took over the free addresses of {peer}",
+                       peer=name)
+        self._apply()
+
+    def _leavePartnerDown(self, name):
+        call = self._takeovers.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+        if self.partner_down.pop(name, None) is not None:
+            self.taken_over.discard(name)
+            self._log.info("partner {peer} is back: partner-down over", peer=name)
+
+    def _scheduleAutoDown(self, name):
+        after = self.settings.partner_down_after
+        if after is None or name in self._autodown or name in self.links:
+            return
+        self._autodown[name] = self.clock.callLater(
+            after, self._autoDown, name)
+
+    def _autoDown(self, name):
+        self._autodown.pop(name, None)
+        if name not in self.links:
+            self.declarePartnerDown(
+                name, "unreachable for %.0fs (--failover-partner-down-after)"
+                % self.settings.partner_down_after)
 
     # -- visibility ----------------------------------------------------------
 
@@ -269,6 +363,8 @@ class Coordinator:
                 "replication_lag": link.pending() if link else None,
             })
         return {"role": self.settings.role, "state": self.state,
+                "partner_down": {n: {"takeover_at": t, "done": n in self.taken_over}
+                                 for n, t in self.partner_down.items()},
                 "serving_dhcp": self.server.serving,
                 "restricted": self.server.restricted, "peers": peers,
                 "conflicts": [c.as_json() for c in self.conflicts[-100:]],

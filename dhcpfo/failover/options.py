@@ -36,6 +36,10 @@ VALUED = {
                      "run past what the peers acknowledged.",
     "failover-reserve": "PERCENT of free addresses each secondary holds in reserve "
                         "(default 10).",
+    "failover-partner-down-after": "SECONDS: declare a peer gone for good after "
+                                   "this long unreachable, and take over its "
+                                   "addresses MCLT later (default: never; "
+                                   "dhcpfo-ctl partner-down NAME does it by hand).",
 }
 FLAGS = {
     "failover-insecure": "Plain TCP between peers, no authentication (labs only; "
@@ -63,6 +67,7 @@ class FailoverConfig:
     dead_after = attr.ib(default=3.0)
     mclt = attr.ib(default=3600.0)
     reserve = attr.ib(default=0.1)
+    partner_down_after = attr.ib(default=None)
 
     @property
     def role(self):
@@ -137,6 +142,8 @@ def apply(fc, name, value, parse_time):
         fc.dead_after = _seconds(value, 0.3)
     elif name == "failover-mclt":
         fc.mclt = float(parse_time(value))
+    elif name == "failover-partner-down-after":
+        fc.partner_down_after = _seconds(value, 1.0)
     elif name == "failover-reserve":
         try:
             share = float(value.strip().rstrip("%"))

@@ -26,7 +26,9 @@ class FailoverNode(service.MultiService):
         self.settings = FailoverSettings(
             name=config.name, role=config.role, priority=config.priority,
             mclt=config.mclt, reserve=config.reserve, heartbeat=config.heartbeat,
-            dead_after=config.dead_after)
+            dead_after=config.dead_after, peers=tuple(config.peers),
+            partner_down_after=config.partner_down_after,
+            master=config.master[2] if config.master else None)
         self.pool_lines = pool_description(ranges).splitlines()
         self.pool_digest = commands.pool_digest(self.pool_lines)
         self._ranges = [(r.start, r.end) for r in ranges]
