@@ -263,6 +263,19 @@ class DHCPServer:
             return False
         return True
 
+    def _held_by_other(self, ip, key, host, now):
+        """Do we *know* that ``ip`` is someone else's (so a NAK is right)?"""
+        reserved = self._reserved.get(ip)
+        if reserved is not None and reserved is not host:
+            return True
+        lease = self.table.by_ip.get(ip_str(ip))
+        if lease is not None and lease.expiry > now and (
+                lease.state == DECLINED
+                or (lease.state == ACTIVE and lease.key != key)):
+            return True
+        offer = self._offers.get(ip)
+        return offer is not None and offer[0] != key and offer[1] > now
+
     def _allocate(self, subnet, key, host, now):
         for rng in subnet.ranges:
             if rng.static:
@@ -373,7 +386,12 @@ class DHCPServer:
         if reserved_here and host.ip != ip:
             return self._nak(pkt, iface, "this client has a reserved address")
         if not self._available(ip, key, host, now):
-            return self._nak(pkt, iface, "address in use by another client")
+            if self._held_by_other(ip, key, host, now):
+                return self._nak(pkt, iface, "address in use by another client")
+            # Not ours to judge: a failover peer owns it and may have bound
+            # it to this very client while we could not hear about it.
+            self.stats["peer_owned"] += 1
+            return None
         rng = subnet.range_of(ip)
         known = mine or offered or reserved_here
         if not known:

@@ -41,6 +41,7 @@ _HORIZON = 10 * 365 * 86400
 
 _RTYPE = {"A": dns.A, "AAAA": dns.AAAA, "PTR": dns.PTR}
 _QKEY = struct.Struct("!HH")
+_RR = struct.Struct("!HHIH")
 _COUNTS = struct.Struct("!BBHHHH")
 
 
@@ -104,7 +105,7 @@ class LeaseAuthority(common.ResolverBase):
         super().__init__()
         self.clock = clock
         self.domain = domain
-        self.recursion = recursion
+        self.recursion = bool(recursion)
         self.lease_ttl = lease_ttl
         self.negative_ttl = negative_ttl
         self.static_ttl = static_ttl
@@ -142,6 +143,7 @@ class LeaseAuthority(common.ResolverBase):
         self.fast = {}          # question bytes -> (headers, answer bytes)
         self._fast_keys = {}    # name -> [question bytes]
         self._headers = {}
+        self._nodata_entries = {}
         self._heap = []
         self._due = {}          # name -> deadline (the valid heap entry)
         self._call = None
@@ -382,9 +384,13 @@ class LeaseAuthority(common.ResolverBase):
                 self._lease_ptr[r] = name
                 self._mark(r, 1)
             reverse.append(r)
-        self._rebuild(name, now)
-        for r in reverse:
-            self._rebuild(r, now)
+        if not (previous is not None and winner is not None
+                and previous.ip == winner.ip and name in self._fast_keys
+                and winner.expiry - now > self.lease_ttl):
+            # (a renewal changes nothing that is served: skip the work)
+            self._rebuild(name, now)
+            for r in reverse:
+                self._rebuild(r, now)
         if winner is not None:
             left = winner.expiry - now
             when = winner.expiry - self.lease_ttl if left > self.lease_ttl \
@@ -412,24 +418,53 @@ class LeaseAuthority(common.ResolverBase):
             found = self._headers[key] = tuple(variants)
         return found
 
-    def _entry(self, name, qtype, answer):
-        wire = names.to_wire(name)
-        buf = io.BytesIO()
-        compression = {}
-        dns.Query(_b(name), qtype, dns.IN).encode(buf, compression)
-        start = buf.tell()
-        for rr in answer.answers + answer.authority:
-            rr.encode(buf, compression)
-        body = buf.getvalue()[start:]
-        headers = self._header_set(answer.rcode, True, len(answer.answers),
-                                   len(answer.authority), 0)
-        return wire + _QKEY.pack(qtype, dns.IN), (headers, body)
+    def _entry(self, name, qtype, answers):
+        """(headers, body) of a positive answer.  Owner names are pointers
+        to the question (offset 12), which every response echoes."""
+        parts = []
+        for rr in answers:
+            rtype = rr.type
+            if rtype == dns.A or rtype == dns.AAAA:
+                rdata = rr.payload.address
+            elif rtype == dns.PTR:
+                rdata = names.to_wire(names.from_wire_name(rr.payload.name.name))
+            else:
+                parts = None
+                break
+            parts.append(b"\xc0\x0c" + _RR.pack(rtype, rr.cls, rr.ttl, len(rdata))
+                         + rdata)
+        if parts is None:
+            buf = io.BytesIO()
+            compression = {}
+            dns.Query(_b(name), qtype, dns.IN).encode(buf, compression)
+            start = buf.tell()
+            for rr in answers:
+                rr.encode(buf, compression)
+            body = buf.getvalue()[start:]
+        else:
+            body = b"".join(parts)
+        return self._header_set(dns.OK, True, len(answers), 0, 0), body
+
+    def _nodata(self, zone):
+        """(headers, body) of NODATA in ``zone`` (or outside our zones):
+        the same for every name, the SOA written out in full."""
+        found = self._nodata_entries.get(zone)
+        if found is None:
+            authority = self._negative(zone)
+            buf = io.BytesIO()
+            for rr in authority:
+                rr.encode(buf, None)
+            found = (self._header_set(dns.OK, True, 0, len(authority), 0),
+                     buf.getvalue())
+            self._nodata_entries[zone] = found
+        return found
 
     def _rebuild(self, name, now):
-        """Recompute the fast-path answers of ``name``.
+        """Recompute the fast-path answers of ``name``: its records, and
+        NODATA (shared by every type it lacks) for the common types.
 
-        Names whose lease has less than ``lease_ttl`` left are left to the
-        slow path, whose TTLs count down to the expiry.
+        Names whose lease has ``lease_ttl`` or less left are left to the slow
+        path, whose TTLs count down to the expiry.
         """
         fast = self.fast
         for key in self._fast_keys.pop(name, ()):
@@ -440,15 +475,33 @@ class LeaseAuthority(common.ResolverBase):
         lease = self._winner.get(name)
         if lease is None and name in self._lease_ptr:
             lease = self._winner.get(self._lease_ptr[name])
-        if lease is not None and lease.expiry - now < self.lease_ttl:
+        if lease is not None and lease.expiry - now <= self.lease_ttl:
             return
+        wire = names.to_wire(name)
+        nodata = None
         keys = []
-        for qtype in set(found) | set(FAST_TYPES):
-            answer = self.answer(name, qtype, dns.IN, now)
-            key, entry = self._entry(name, qtype, answer)
+        for qtype in set(found).union(FAST_TYPES):
+            rrset = found.get(qtype)
+            if rrset:
+                entry = self._entry(name, qtype, rrset)
+            else:
+                if nodata is None:
+                    nodata = self._nodata(self.zone_of(name))
+                entry = nodata
+            key = wire + _QKEY.pack(qtype, dns.IN)
             fast[key] = entry
             keys.append(key)
         self._fast_keys[name] = keys
+
+    def set_recursion(self, available):
+        """Set the RA bit of ready answers (whether we forward)."""
+        if bool(available) != self.recursion:
+            self.recursion = bool(available)
+            self._headers.clear()
+            self._nodata_entries.clear()
+            now = self.clock.seconds()
+            for name in list(self._fast_keys):
+                self._rebuild(name, now)
 
     # -- the lease clock -----------------------------------------------------
 
@@ -501,7 +554,10 @@ class LeaseAuthority(common.ResolverBase):
             if self._due.get(name) != when:
                 continue
             del self._due[name]
-            self._settle(name, now)
+            try:
+                self._settle(name, now)
+            except Exception:
+                self._log.failure("DNS names of {name} not updated", name=name)
         self._arm()
 
     # -- introspection -------------------------------------------------------

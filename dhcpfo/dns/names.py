@@ -11,8 +11,6 @@ _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 #: What a DHCP client's name must look like to be published (one label).
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
-#: The most reverse zones one network may need (a /9 needs 128 /16 zones).
-MAX_REVERSE_ZONES = 256
 
 
 class InvalidName(ValueError):
@@ -65,15 +63,12 @@ def reverse_zones(network):
 
     The prefix is rounded up to an octet boundary, so that we never claim
     addresses outside the network: a /24 is one zone, a /15 two /16 zones, a
-    /26 sixty-four one-address zones.
+    /26 sixty-four one-address zones (never more than 128 zones).
     """
     prefix = network.prefixlen
     boundary = -(-prefix // 8) * 8
     if boundary == 0:
         boundary = 8
-    count = 1 << (boundary - prefix)
-    if count > MAX_REVERSE_ZONES:
-        raise InvalidName("network %s is too large for reverse zones" % network)
     zones = []
     for sub in network.subnets(new_prefix=boundary):
         octets = str(sub.network_address).split(".")[:boundary // 8]

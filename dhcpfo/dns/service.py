@@ -11,7 +11,8 @@ from dhcpfo.dns import records
 from dhcpfo.dns.authority import LeaseAuthority, networks_of
 from dhcpfo.dns.cache import DNSCache
 from dhcpfo.dns.forward import Forwarder
-from dhcpfo.dns.server import AccessList, DNSDatagramProtocol, DNSServerFactory
+from dhcpfo.dns.server import (AccessList, DNSDatagramProtocol, DNSServerFactory,
+                               listen_udp)
 
 RECEIVE_BUFFER = 4 << 20
 
@@ -119,7 +120,7 @@ class DNSService(service.Service):
         super().startService()
         self.build()
         self.authority.load(list(self.table))
-        self.table.listeners.append(self.authority.lease_changed)
+        self.table.listeners.append(self._lease_changed)
         self.authority.start()
         try:
             self._listen()
@@ -137,12 +138,18 @@ class DNSService(service.Service):
             upstreams=",".join(u.describe() for u in getattr(self.config, "servers",
                                                               ())) or "none")
 
+    def _lease_changed(self, new, old):
+        # Called inside DHCP request handling: never let DNS break it.
+        try:
+            self.authority.lease_changed(new, old)
+        except Exception:
+            self._log.failure("DNS names not updated for lease {ip}", ip=new.ip)
+
     def _listen(self):
         port = self.port
         for address in self.listen:
             proto = DNSDatagramProtocol(self.factory)
-            udp = self.reactor.listenUDP(port, proto, interface=address,
-                                         maxPacketSize=4096)
+            udp = listen_udp(self.reactor, port, proto, address)
             try:
                 udp.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
                                            RECEIVE_BUFFER)
@@ -165,7 +172,7 @@ class DNSService(service.Service):
         super().stopService()
         if self.authority is not None:
             try:
-                self.table.listeners.remove(self.authority.lease_changed)
+                self.table.listeners.remove(self._lease_changed)
             except ValueError:
                 pass
             self.authority.stop()

@@ -170,6 +170,10 @@ class Coordinator:
     def _changed(self, old, new, why):
         self._log.info("failover state {old} -> {new} ({why})", old=old, new=new,
                        why=why)
+        for link in list(self.links.values()):
+            announce = getattr(link, "stateChanged", None)
+            if announce is not None:
+                announce(new)
 
     def _apply(self):
         server = self.server

@@ -61,6 +61,15 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
 
     @C.Hello.responder
     def hello(self, version, name, role, priority, pool_digest, hlc, pools=None):
+        try:
+            return self._hello(version, name, role, priority, pool_digest, hlc,
+                               pools)
+        except (C.VersionMismatch, C.NotAllowed, C.PoolMismatch) as e:
+            self._log.warn("refused failover peer {peer}: {why}",
+                           peer=self._proved or name, why=e)
+            raise
+
+    def _hello(self, version, name, role, priority, pool_digest, hlc, pools):
         node = self.node
         if version != C.PROTOCOL_VERSION:
             raise C.VersionMismatch("we speak failover protocol %d, the peer %d"
@@ -69,8 +78,11 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
             raise C.NotAllowed("the peer says it is %r but its certificate proves "
                                "%r" % (name, self._proved))
         if pool_digest != node.pool_digest:
-            raise C.PoolMismatch(C.pool_difference(node.pool_lines, pools or [])
-                                 or "pool configurations differ")
+            ours, theirs = set(node.pool_lines), set(pools or [])
+            raise C.PoolMismatch(
+                "pool configurations differ: %s has %s; %s has %s" % (
+                    node.settings.name, "; ".join(sorted(ours - theirs)) or "nothing else",
+                    name, "; ".join(sorted(theirs - ours)) or "nothing else"))
         if role not in C.ROLES:
             raise C.NotAllowed("unknown role %r" % role)
         node.server.hlc.observe(hlc)
@@ -88,11 +100,14 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
             return
         self.node.server.hlc.observe(answer["hlc"])
         self.peer_state = answer["state"]
+        self.factory.refused = False
         self._register(answer["name"], answer["role"], 0)
 
     def _helloRefused(self, failure):
-        self._log.warn("failover peer {peer} refused us: {why}",
-                       peer=self._proved, why=failure.getErrorMessage())
+        self._log.warn("failover peer {peer} refused us: {why} (retrying every "
+                       "{delay:.0f}s)", peer=self._proved, why=failure.getErrorMessage(),
+                       delay=REFUSED_RETRY)
+        self.factory.refused = True
         self.transport.abortConnection()
 
     def _register(self, name, role, priority):
@@ -242,6 +257,12 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
                             hlc=node.server.hlc.now())
         d.addCallbacks(self._beatAnswered, lambda f: None)
 
+    def stateChanged(self, state):
+        """Tell the peer at once rather than at the next heartbeat."""
+        if self.registered:
+            self.callRemote(C.Heartbeat, state=state,
+                            hlc=self.node.server.hlc.now()).addErrback(lambda f: None)
+
     def _beatAnswered(self, answer):
         self.node.coordinator.heard(self.name)
         self.peer_state = answer["state"]
@@ -263,6 +284,9 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
             self.node.coordinator.linkDown(self, reason.getErrorMessage())
 
 
+REFUSED_RETRY = 30.0  # seconds between tries once a peer refused our Hello
+
+
 class PeerFactory(Factory):
     """Builds peer protocols; ``allowed`` is who may prove their name here."""
 
@@ -272,6 +296,14 @@ class PeerFactory(Factory):
         self.node = node
         self.allowed = allowed
         self.initiator = initiator
+        self.refused = False  # our last Hello was refused: retry slowly
+
+    def retryPolicy(self, base):
+        """A ClientService retry policy: ``base``, or slow after a refusal
+        (a wrong pool or certificate is not fixed by hammering the peer)."""
+        def policy(attempt):
+            return REFUSED_RETRY if self.refused else base(attempt)
+        return policy
 
     def buildProtocol(self, addr):
         gate = PeerGate(self.allowed, insecure=self.node.config.insecure,

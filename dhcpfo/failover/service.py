@@ -68,10 +68,11 @@ class FailoverNode(service.MultiService):
             endpoint = endpoints.HostnameEndpoint(self.clock, ip, port, timeout=2)
             if not self.config.insecure:
                 endpoint = self.identity.client_endpoint(endpoint, name)
+            factory = PeerFactory(self, [name], initiator=True)
             dialler = internet.ClientService(
-                endpoint, PeerFactory(self, [name], initiator=True),
-                retryPolicy=internet.backoffPolicy(initialDelay=0.25, maxDelay=1.0,
-                                                   factor=1.5, jitter=lambda: 0),
+                endpoint, factory,
+                retryPolicy=factory.retryPolicy(internet.backoffPolicy(
+                    initialDelay=0.25, maxDelay=1.0, factor=1.5, jitter=lambda: 0)),
                 clock=self.clock)
             dialler.setServiceParent(self)
             self._log.info("failover: {name} dialling {peer} at {ip}:{port}",

@@ -16,13 +16,20 @@ password is read from ``passwordfile`` at every connection attempt (one
 trailing newline is ignored), so it can be rotated without a restart.
 
 **Writes (group commit).**  While one batch is on the wire, new writes queue;
-the next batch takes all of them, keeps the newest record per address, and
-pipelines one add (or modify/replace when the entry is known to exist) per
-address, ``window`` requests in flight at a time.  A write's Deferred fires
+the next batch takes them (whole writes, up to ``batchLimit`` leases), keeps
+the newest record per address, and pipelines one add -- or modify/replace
+when the entry is known to exist -- per address, ``window`` requests in
+flight at a time.  Entries deleted or created behind the store's back are
+handled (modify -> noSuchObject -> add; add -> entryAlreadyExists -> modify).
+A modify carries an RFC 4528 assertion ``(dhcpfoLeaseVersion<=new)``, so an
+older record never replaces a newer one, even a stale request the server
+still held from a connection the store gave up on (dropped, with a warning,
+when the server does not support the control).  A write's Deferred fires
 when the directory has acknowledged every one of its leases (for OpenLDAP's
-mdb backend, that is after its commit, fsynced unless ``dbnosync``), in the
-order the writes were issued.  An error result for an address (no such
-parent, schema violation, insufficient access, ...) fails the writes that
+mdb backend: after its commit, fsynced unless ``dbnosync``), in the order
+the writes were issued.
+An error result for an address (no parent entry, schema violation,
+insufficient access, newer version present, ...) fails the writes that
 contained that address with :class:`LDAPWriteRejected`.
 
 **Outages.**  When the directory cannot be reached, the connection drops, an
@@ -50,6 +57,7 @@ from ldaptor.protocols.ldap import distinguishedname, ldaperrors
 from ldaptor.protocols.ldap.ldapclient import LDAPClient
 from twisted.application.internet import backoffPolicy
 from twisted.internet import defer
+from twisted.internet.abstract import isIPAddress
 from twisted.internet.endpoints import (HostnameEndpoint, connectProtocol,
                                         wrapClientTLS)
 from twisted.internet.interfaces import IHandshakeListener
@@ -65,33 +73,72 @@ from dhcpfo.leases.lease import Lease
 OBJECT_CLASS = "dhcpfoLease"
 RDN_ATTRIBUTE = "dhcpfoLeaseIP"
 PAGED_RESULTS = b"1.2.840.113556.1.4.319"
+ASSERTION = b"1.3.6.1.1.12"    # RFC 4528
 
 _SUCCESS = 0
 _SIZE_LIMIT = 4
 _NO_SUCH_OBJECT = 32
+_UNAVAILABLE_CRITICAL_EXTENSION = 12
 _INVALID_CREDENTIALS = 49
 _ALREADY_EXISTS = 68
+_ASSERTION_FAILED = 122
 # Result codes after which the same request may succeed on a new connection.
 _TRANSIENT = {51: "busy", 52: "unavailable"}
 _REPLACE = 2
 
-# (attribute, Lease field, encode to bytes or None when absent, decode bytes)
+def _ip(value):
+    if not isIPAddress(value):   # it is also the RDN: nothing else may get in
+        raise ValueError("%r is not a dotted-quad IPv4 address" % (value,))
+    return value.encode("ascii")
+
+
+def _hex(value):
+    return value.hex().encode("ascii") or None
+
+
+def _unhex(data):
+    return bytes.fromhex(data.decode("ascii"))
+
+
+def _text(value):
+    return value.encode("utf-8") or None
+
+
+def _ascii(value):
+    return value.encode("ascii")
+
+
+def _float(value):
+    return repr(float(value)).encode("ascii")
+
+
+def _int(value):
+    return b"%d" % value
+
+
+def _fromText(data):
+    return data.decode("utf-8")
+
+
+def _toFloat(data):
+    return float(data.decode("ascii"))
+
+
+def _toInt(data):
+    return int(data.decode("ascii"))
+
+
+# (attribute, Lease field, encode to bytes (None: leave out), decode bytes)
 _FIELDS = [
-    ("dhcpfoLeaseIP", "ip", lambda v: v.encode("ascii"), lambda b: b.decode("ascii")),
-    ("dhcpfoHWAddress", "hwaddr", lambda v: v.hex().encode("ascii") or None,
-     lambda b: bytes.fromhex(b.decode("ascii"))),
-    ("dhcpfoClientID", "client_id", lambda v: v.hex().encode("ascii") or None,
-     lambda b: bytes.fromhex(b.decode("ascii"))),
-    ("dhcpfoHostname", "hostname", lambda v: v.encode("utf-8") or None,
-     lambda b: b.decode("utf-8")),
-    ("dhcpfoLeaseState", "state", lambda v: v.encode("ascii"),
-     lambda b: b.decode("ascii")),
-    ("dhcpfoLeaseStart", "start", lambda v: repr(float(v)).encode("ascii"), lambda b: float(b.decode("ascii"))),
-    ("dhcpfoLeaseExpiry", "expiry", lambda v: repr(float(v)).encode("ascii"), lambda b: float(b.decode("ascii"))),
-    ("dhcpfoLeaseOwner", "owner", lambda v: v.encode("utf-8") or None,
-     lambda b: b.decode("utf-8")),
-    ("dhcpfoLeaseVersion", "version", lambda v: b"%d" % v,
-     lambda b: int(b.decode("ascii"))),
+    ("dhcpfoLeaseIP", "ip", _ip, _fromText),
+    ("dhcpfoHWAddress", "hwaddr", _hex, _unhex),
+    ("dhcpfoClientID", "client_id", _hex, _unhex),
+    ("dhcpfoHostname", "hostname", _text, _fromText),
+    ("dhcpfoLeaseState", "state", _ascii, _fromText),
+    ("dhcpfoLeaseStart", "start", _float, _toFloat),
+    ("dhcpfoLeaseExpiry", "expiry", _float, _toFloat),
+    ("dhcpfoLeaseOwner", "owner", _text, _fromText),
+    ("dhcpfoLeaseVersion", "version", _int, _toInt),
 ]
 _EMPTY = {"hwaddr": b"", "client_id": b"", "hostname": "", "owner": ""}
 _BY_NAME = {name.lower().encode("ascii"): (field, decode)
@@ -128,8 +175,10 @@ class LDAPWriteRejected(LDAPStoreError):
 
 def _describeResult(code, message):
     name = ldaperrors.get(code, None)
-    text = name.name.decode("ascii") if getattr(name, "name", None) else "error"
-    message = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    text = (name.name.decode("ascii") if getattr(name, "name", None)
+            else {_ASSERTION_FAILED: "assertionFailed"}.get(code, "error"))
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
     return "%s (%d)%s" % (text, code, ": " + message if message else "")
 
 
@@ -284,7 +333,7 @@ class LDAPLeaseStore:
 
     durable = True
     window = 512       # requests in flight on the connection
-    batchLimit = 5000  # leases per batch (a single larger write is one batch)
+    batchLimit = 1000  # leases per batch (a single larger write is one batch)
     pageSize = 1000    # entries per page when loading
     _log = Logger()
 
@@ -356,6 +405,7 @@ class LDAPLeaseStore:
         self._firing = False
         self._queued = 0            # leases written but not yet acknowledged
         self._known = set()         # addresses that have an entry
+        self._assert = True         # guard modifies with the assertion control
         self._watchdog = None
         self._closing = False
         self._closed = False
@@ -541,14 +591,14 @@ class LDAPLeaseStore:
                 leases = yield self._load(proto)
                 if self._closing:
                     raise LDAPStoreClosed("%r was closed while opening" % self)
-            except BaseException:
+            except Exception:
                 if proto.connected:
                     proto.transport.abortConnection()
                 raise
             self._ready(proto)
             self._flush()
             return leases
-        except BaseException as e:
+        except Exception as e:
             # A store that failed to open takes no writes (and fails any
             # issued while it was opening).
             self._opened = False
@@ -590,9 +640,14 @@ class LDAPLeaseStore:
                 return False  # a referral: not followed
             sent = proto.send_multiResponse_ex(
                 request, [(PAGED_RESULTS, None, control.toWire())], handler)
-            sent.addErrback(lambda f, done=done: None if done.called else done.errback(f))
+            sent.addErrback(   # the connection was lost
+                lambda f, done=done: None if done.called else done.errback(f))
+            done.addTimeout(self.timeout, self._reactor)
             try:
                 result, controls = yield done
+            except defer.TimeoutError:
+                raise LDAPStoreError("loading leases from %s: no answer within %gs"
+                                     % (self.url, self.timeout))
             except Exception as e:
                 raise LDAPStoreError("loading leases from %s below %s failed: %s"
                                      % (self.url, self.base, e))
@@ -610,10 +665,15 @@ class LDAPLeaseStore:
                     cookie = seq.data[1].value
             if not cookie:
                 break
-        self._known = {lease.ip for lease in leases}
+        # An entry modified between two pages may come twice: keep the newest.
+        byIP = {}
+        for lease in leases:
+            if lease.ip not in byIP or lease.version >= byIP[lease.ip].version:
+                byIP[lease.ip] = lease
+        self._known = set(byIP)
         self._log.info("loaded {count} leases from {url} below {base}",
-                       count=len(leases), url=self.url, base=self.base)
-        return leases
+                       count=len(byIP), url=self.url, base=self.base)
+        return list(byIP.values())
 
     def _searchError(self, result, count):
         code = result.resultCode
@@ -720,22 +780,46 @@ class LDAPLeaseStore:
             self._send(proto, batch, lease, lease.ip in self._known, True)
 
     def _send(self, proto, batch, lease, modify, fallback):
-        request = self._modifyRequest(lease) if modify else self._addRequest(lease)
+        controls = None
+        if modify:
+            request = self._modifyRequest(lease)
+            if self._assert:
+                # Replace only an older (or the same) version: a stale modify
+                # still in the server from a connection we gave up on cannot
+                # overwrite a newer record written after reconnecting.
+                controls = [(ASSERTION, True, pureldap.LDAPFilter_lessOrEqual(
+                    attributeDesc=pureldap.LDAPAttributeDescription(
+                        "dhcpfoLeaseVersion"),
+                    assertionValue=pureldap.LDAPAssertionValue(
+                        b"%d" % lease.version)).toWire())]
+        else:
+            request = self._addRequest(lease)
         try:
-            d = proto.send(request)
+            d = proto.send(request, controls)
         except Exception:
             d = defer.fail()
         d.addCallbacks(self._answered, self._broken,
-                       callbackArgs=(proto, batch, lease, modify, fallback),
+                       callbackArgs=(proto, batch, lease, modify, fallback,
+                                     controls is not None),
                        errbackArgs=(batch,))
 
-    def _answered(self, response, proto, batch, lease, modify, fallback):
+    def _answered(self, response, proto, batch, lease, modify, fallback, asserted):
         if batch.aborted:
             return
         batch.progress = self._reactor.seconds()
         code = response.resultCode
         if code == _SUCCESS:
             self._known.add(lease.ip)
+        elif asserted and code == _UNAVAILABLE_CRITICAL_EXTENSION:
+            if self._assert:
+                self._assert = False
+                self._log.warn("{url} does not support the assertion control; "
+                               "modifies are no longer guarded by version",
+                               url=self.url)
+            return self._send(proto, batch, lease, modify, fallback)
+        elif code == _ASSERTION_FAILED:
+            batch.errors[lease.ip] = (code, "the directory holds a newer version "
+                                      "of this lease (another writer?)")
         elif fallback and modify and code == _NO_SUCH_OBJECT:
             self._known.discard(lease.ip)   # deleted behind our back: add it
             return self._send(proto, batch, lease, False, False)
