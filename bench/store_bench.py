@@ -4,11 +4,12 @@
 Run from the repository root (the LDAP rows need root, slapd and ldap-utils):
 
     .venv/bin/python bench/store_bench.py [--leases 20000] [--burst 100]
-        [--stores sqlite,ldap,ldap-nosync] [--json FILE]
+        [--rate WRITES_PER_S] [--stores sqlite,ldap,ldap-nosync] [--json FILE]
 
 For each store, on fresh state: open it, then issue ``--leases`` single-lease
 writes as fast as the reactor allows (``--burst`` writes per reactor turn,
-the way a busy server issues one write per ACK), and wait until every write's
+the way a busy server issues one write per ACK; or paced at ``--rate``
+writes per second), and wait until every write's
 Deferred has fired (= durable).  Reported: leases per second, the number of
 batches the store made of them (group commit), the latency of one write
 (issue to fire, p50/p99) and the time ``open()`` then takes to load them all
@@ -94,7 +95,7 @@ def percentile(values, p):
 
 
 @defer.inlineCallbacks
-def run(reactor, target, count, burst):
+def run(reactor, target, count, burst, rate=0):
     store = target.store()
     yield store.open()
     latencies = []
@@ -108,16 +109,26 @@ def run(reactor, target, count, burst):
         if len(done) == count:
             finished.callback(None)
 
-    def issue():
-        for _ in range(min(burst, count - issued[0])):
+    def issue(n):
+        for _ in range(min(n, count - issued[0])):
             started = time.perf_counter()
             store.write([lease(issued[0])]).addCallback(fired, started)
             issued[0] += 1
+
+    def flat_out():
+        issue(burst)
         if issued[0] < count:
-            reactor.callLater(0, issue)
+            reactor.callLater(0, flat_out)
+
+    def paced():
+        # --rate: as many writes as are due since the start, every 10 ms
+        due = int((time.perf_counter() - start) * rate) + 1
+        issue(due - issued[0])
+        if issued[0] < count:
+            reactor.callLater(0.01, paced)
 
     start = time.perf_counter()
-    issue()
+    (paced if rate else flat_out)()
     yield finished
     elapsed = time.perf_counter() - start
     batches = store.batches
@@ -156,6 +167,9 @@ def main():
     parser.add_argument("--leases", type=int, default=20_000)
     parser.add_argument("--burst", type=int, default=100,
                         help="writes issued per reactor turn (default 100)")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="offer this many writes per second instead of "
+                             "issuing them as fast as possible")
     parser.add_argument("--stores", default="sqlite,ldap,ldap-nosync")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
@@ -173,7 +187,7 @@ def main():
                     target = LDAPTarget(reactor, workdir, sync=name == "ldap")
                 else:
                     raise SystemExit("unknown store %r" % name)
-                row = yield run(reactor, target, args.leases, args.burst)
+                row = yield run(reactor, target, args.leases, args.burst, args.rate)
                 rows.append(row)
                 print("%s: %d leases/s" % (name, row["leases_per_s"]), file=sys.stderr)
             except RuntimeError as e:
@@ -189,8 +203,9 @@ def main():
             raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print("%d single-lease writes per store, %d issued per reactor turn\n"
-          % (args.leases, args.burst))
+    print("%d single-lease writes per store, %s\n" % (
+        args.leases, "offered at %g/s" % args.rate if args.rate
+        else "%d issued per reactor turn" % args.burst))
     print(table(rows))
     if args.json:
         with open(args.json, "w") as f:

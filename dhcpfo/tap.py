@@ -78,5 +78,6 @@ def makeService(options, reactor=None):
     from dhcpfo.failover.tls import TLSConfigError
     try:
         return make(config, reactor, interfaces=interfaces)
-    except TLSConfigError as e:
+    except (TLSConfigError, ValueError) as e:
+        # A store or certificate parameter with a bad value: say which.
         raise usage.UsageError(str(e))

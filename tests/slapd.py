@@ -192,11 +192,14 @@ class SlapdError(Exception):
 
 class Slapd:
     """One private slapd.  ``sync=False`` adds ``dbnosync`` (faster, not
-    crash-safe): for tests that measure something other than durability."""
+    crash-safe): for tests that measure something other than durability.
+    ``netns``: run slapd and the tools in that network namespace (on its
+    loopback)."""
 
-    def __init__(self, workdir, sync=True):
+    def __init__(self, workdir, sync=True, netns=None):
         self.dir = os.path.abspath(workdir)
         self.sync = sync
+        self._wrap = ["ip", "netns", "exec", netns] if netns else []
         self.port = None
         self.tlsPort = None
         self.pid = None
@@ -249,8 +252,9 @@ class Slapd:
         if self.pid is not None:
             raise SlapdError("slapd %d is already running" % self.pid)
         urls = "ldap://127.0.0.1:%d/ ldaps://127.0.0.1:%d/" % (self.port, self.tlsPort)
-        out = subprocess.run([_tool("slapd"), "-f", self.confFile, "-h", urls,
-                              "-u", "root", "-g", "root"],
+        argv = [_tool("slapd"), "-f", self.confFile, "-h", urls, "-u", "root",
+                "-g", "root"]
+        out = subprocess.run(self._wrap + argv,
                              capture_output=True, text=True, timeout=timeout)
         if out.returncode != 0:
             raise SlapdError("slapd did not start (exit %d): %s"
@@ -291,8 +295,8 @@ class Slapd:
         return state != b"Z" and self.confFile.encode() in argv
 
     def _answers(self):
-        out = subprocess.run([_tool("ldapwhoami") or "ldapwhoami", "-x", "-H", self.url,
-                              "-D", ROOTDN, "-w", ROOTPW],
+        out = subprocess.run(self._wrap + [_tool("ldapwhoami") or "ldapwhoami", "-x",
+                                           "-H", self.url, "-D", ROOTDN, "-w", ROOTPW],
                              capture_output=True, timeout=10)
         return out.returncode == 0
 
@@ -316,7 +320,8 @@ class Slapd:
 
     # -- the OpenLDAP tools, as the rootdn ---------------------------------------
     def _run(self, argv, input=None):
-        out = subprocess.run(argv + ["-x", "-H", self.url, "-D", ROOTDN, "-w", ROOTPW],
+        out = subprocess.run(self._wrap + argv + ["-x", "-H", self.url, "-D", ROOTDN,
+                                                  "-w", ROOTPW],
                              input=input, capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise SlapdError("%s failed (%d): %s" % (argv[0], out.returncode,

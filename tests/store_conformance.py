@@ -16,6 +16,8 @@ The memory store, which by design keeps nothing across a restart, sets
 ``durableAcrossRestart = False``.
 """
 
+import ipaddress
+
 from twisted.internet import defer
 from zope.interface.verify import verifyObject
 
@@ -24,11 +26,15 @@ from dhcpfo.leases.lease import ACTIVE, RELEASED, Lease
 
 
 def lease(n, version=1, state=ACTIVE, hostname=None):
-    return Lease("198.18.%d.%d" % (n // 250, n % 250 + 1),
+    # 198.18.0.1 + n: valid addresses in the benchmark range for n < 131,070.
+    return Lease(str(ipaddress.IPv4Address(_FIRST + n)),
                  bytes([0x52, 0x54, 0, n >> 16 & 255, n >> 8 & 255, n & 255]),
                  b"\x01" + bytes([n & 255]) * 6 if n % 2 else b"",
                  hostname if hostname is not None else "host-%d" % n, state,
                  1_800_000_000.0 + n, 1_800_003_600.5 + n, "srv1", version)
+
+
+_FIRST = int(ipaddress.IPv4Address("198.18.0.1"))
 
 
 class StoreConformanceMixin:

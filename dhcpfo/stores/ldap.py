@@ -57,7 +57,6 @@ from ldaptor.protocols.ldap import distinguishedname, ldaperrors
 from ldaptor.protocols.ldap.ldapclient import LDAPClient
 from twisted.application.internet import backoffPolicy
 from twisted.internet import defer
-from twisted.internet.abstract import isIPAddress
 from twisted.internet.endpoints import (HostnameEndpoint, connectProtocol,
                                         wrapClientTLS)
 from twisted.internet.interfaces import IHandshakeListener
@@ -87,7 +86,9 @@ _TRANSIENT = {51: "busy", 52: "unavailable"}
 _REPLACE = 2
 
 def _ip(value):
-    if not isIPAddress(value):   # it is also the RDN: nothing else may get in
+    # It is also the RDN: only four dot-separated groups of ASCII digits.
+    parts = value.split(".")
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() for p in parts):
         raise ValueError("%r is not a dotted-quad IPv4 address" % (value,))
     return value.encode("ascii")
 
