@@ -647,7 +647,12 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, res: Result,
                 log(f"{cls.name}: {rate}/s step disturbed (other processes used "
                     f"{st.other_cpu_pct:.0f} % of a CPU); running it again")
                 budget.spend(args.seconds + args.exit_wait)
-                wait_idle(server.proc.pid, args.drain_timeout)
+                if args.fresh_each_step:
+                    server.stop()
+                    server = None
+                    server = launch()
+                else:
+                    wait_idle(server.proc.pid, args.drain_timeout)
                 wait_quiet(server.proc.pid, args, budget)
                 st = run_step(client_ns, server, rate, args)
                 st.phase = phase
@@ -838,8 +843,8 @@ def parse_args(argv=None):
                     help="bisection steps between the best passing and first failing rate")
     ap.add_argument("--busy-warn", type=float, default=30.0,
                     help="warn when other CPU use (%% of one CPU) exceeds this during a step")
-    ap.add_argument("--quiet-budget", type=float, default=60.0,
-                    help="seconds the whole run may spend waiting for other processes to "
+    ap.add_argument("--quiet-budget", type=float, default=30.0,
+                    help="seconds each server may spend waiting for other processes to "
                          "leave the CPUs and re-running steps they disturbed (0: never)")
     ap.add_argument("--start-timeout", type=float, default=30.0)
     ap.add_argument("--drain-timeout", type=float, default=15.0,
@@ -901,7 +906,6 @@ def main(argv=None) -> int:
             path = os.path.join(workroot, "macs.txt")
             write_mac_list(path, args.clients, args.seed)
             args.mac_arg = ["-M", path]
-        budget = Budget(args.quiet_budget)
         for round_no in range(1, args.repeat + 1):
             for name in args.servers:
                 cls = SERVERS[name]
@@ -911,7 +915,9 @@ def main(argv=None) -> int:
                     continue
                 res = Result(server=name, round=round_no)
                 results.append(res)  # filled in as it runs: an interrupt keeps what was done
-                bench_server(cls, (server_ns, client_ns), workroot, args, res, budget)
+                # each server (and round) gets its own budget: fair to the later ones
+                bench_server(cls, (server_ns, client_ns), workroot, args, res,
+                             Budget(args.quiet_budget))
     except (KeyboardInterrupt, SystemExit) as e:
         interrupted = e.code if isinstance(e, SystemExit) else 130
         log("interrupted: the report below is partial")

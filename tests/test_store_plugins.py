@@ -32,7 +32,7 @@ class DiscoveryTests(SynchronousTestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         prefixes = [line.split()[0] for line in out.stdout.splitlines()[1:]
                     if line.startswith("  ") and not line.startswith("   ")]
-        expected = {"sqlite", "memory"} | ({"jsonl"} if dhcpfo_jsonl else set())
+        expected = {"sqlite", "memory", "ldap"} | ({"jsonl"} if dhcpfo_jsonl else set())
         self.assertTrue(expected <= set(prefixes), out.stdout)
 
     def test_unknown_store_usage_error(self):
