@@ -147,13 +147,14 @@ def makeService(config, reactor=None, interfaces=None):
     dhcp = DHCPService(config, reactor, interfaces=interfaces, failover=node)
     dhcp.setName("dhcp")
     dhcp.setServiceParent(top)
+    dns = None
     if config.dns_port:
         # After "dhcp": it starts first, so its interfaces are known.
         from dhcpfo.dns.service import DNSService
         dns = DNSService(config, dhcp.table, reactor, interfaces=interfaces, dhcp=dhcp)
         dns.setName("dns")
         dns.setServiceParent(top)
-    control = strports.service(config.control, Site(ControlResource(dhcp)))
+    control = strports.service(config.control, Site(ControlResource(dhcp, dns)))
     control.setName("control")
     control.setServiceParent(top)
     return top

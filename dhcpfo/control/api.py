@@ -29,7 +29,7 @@ def lease_json(lease, now):
     }
 
 
-def status_json(dhcp, now):
+def status_json(dhcp, now, dns=None):
     server = dhcp.server
     ranges = []
     if server is not None:
@@ -62,6 +62,7 @@ def status_json(dhcp, now):
         "ranges": ranges,
         "leases": len(dhcp.table),
         "counters": dict(server.stats) if server is not None else {},
+        "dns": dns.counters() if dns is not None else None,
     }
 
 
@@ -104,12 +105,13 @@ class _PartnerDown(Resource):
 
 
 class ControlResource(Resource):
-    def __init__(self, dhcp):
+    def __init__(self, dhcp, dns=None):
         super().__init__()
         failover = Resource()
         failover.putChild(b"partner-down", _PartnerDown(dhcp))
         self.putChild(b"failover", failover)
-        self.putChild(b"status", _JSON(dhcp, status_json))
+        self.putChild(b"status", _JSON(
+            dhcp, lambda d, now: status_json(d, now, dns)))
         # Free addresses reserved for failover secondaries are not leases.
         self.putChild(b"leases", _JSON(dhcp, lambda d, now: [
             lease_json(l, now) for l in sorted(

@@ -88,6 +88,9 @@ def main(argv=None, out=sys.stdout):
             out.write(table(failover["peers"], ["name", "connected", "synced", "role",
                                                 "state", "last_heard_ago",
                                                 "replication_lag"]) + "\n")
+        if data.get("dns"):
+            out.write("dns: %s\n" % ", ".join("%s=%s" % kv
+                                               for kv in sorted(data["dns"].items())))
         counters = ", ".join("%s=%s" % kv for kv in sorted(data["counters"].items()))
         out.write("counters: %s\n" % (counters or "none yet"))
     return 0

@@ -93,7 +93,8 @@ class LeaseAuthority(common.ResolverBase):
     :param static: a :class:`dhcpfo.dns.records.StaticData`.
     :param reserved: ``lease -> bool``: whether the lease's client has a
         reservation for its name (such a lease beats the others for it).
-    :param server_name: the SOA's MNAME (first label, under each zone).
+    :param server_name: this server; its first label under ``domain`` is
+        the zones' SOA MNAME and NS.
     :param recursion: the RA bit of fast-path answers (we forward).
     """
 
@@ -116,7 +117,7 @@ class LeaseAuthority(common.ResolverBase):
                 if zone not in zones:
                     zones.append(zone)
         self.zones = sorted(zones, key=len, reverse=True)
-        label = "".join(c if c.isalnum() or c == "-" else "-"
+        label = "".join(c if c.isascii() and c.isalnum() or c == "-" else "-"
                         for c in (server_name or "").split(".")[0].lower()).strip("-")
         label = label or "dhcpfo"
         #: the SOA's MNAME and the zones' NS: this server, under our domain
@@ -288,7 +289,8 @@ class LeaseAuthority(common.ResolverBase):
 
     def lease_name(self, lease):
         """The name a lease publishes, or None."""
-        label = lease.hostname
+        # one label (a reservation's name may be written with a domain)
+        label = lease.hostname.split(".", 1)[0]
         if not label or not names.HOST_LABEL.match(label):
             return None
         return label + "." + self.domain if self.domain else label

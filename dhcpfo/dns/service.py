@@ -38,8 +38,9 @@ def _reservations(config):
             fixed.append((str(ipaddress.IPv4Address(host.ip)), host.hostname))
 
     def reserved(lease):
-        return (by_id.get(lease.client_id) == lease.hostname
-                or by_hw.get(lease.hwaddr) == lease.hostname)
+        label = lease.hostname.split(".", 1)[0]
+        return (by_id.get(lease.client_id) == label
+                or by_hw.get(lease.hwaddr) == label)
     return reserved, fixed
 
 

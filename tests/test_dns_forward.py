@@ -1,0 +1,255 @@
+"""Forwarder (failover, fast SERVFAIL, back-off) and DNSCache, on task.Clock;
+the UDP exchange against a responder on loopback."""
+
+import socket
+
+from twisted.internet import defer, protocol, reactor, task
+from twisted.names import dns, error
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from dhcpfo.dns import forward
+from dhcpfo.dns.cache import DNSCache
+from dhcpfo.dns.forward import Forwarder, UpstreamsDown
+
+UP1 = ("203.0.113.2", 53)
+UP2 = ("203.0.113.3", 53)
+
+
+def soa(ttl=300, minimum=60):
+    return dns.RRHeader(b"example", dns.SOA, dns.IN, ttl,
+                        dns.Record_SOA(b"ns.example", b"h.example", minimum=minimum))
+
+
+def reply(q, rcode=dns.OK, answers=(), authority=(), name=None):
+    m = dns.Message(id=9, answer=1, rCode=rcode)
+    m.queries = [dns.Query(name or q.name.name, q.type, q.cls)]
+    m.answers = list(answers)
+    m.authority = list(authority)
+    return m
+
+
+def a_record(name, ip="203.0.113.7", ttl=100):
+    return dns.RRHeader(name, dns.A, dns.IN, ttl, dns.Record_A(ip, ttl))
+
+
+class FakeUpstreams:
+    """``send`` for the Forwarder: records calls, answers as told."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.calls = []
+        self.behaviour = {}     # address -> callable(query) -> Deferred
+
+    def __call__(self, address, query, timeout):
+        self.calls.append((address, query.name.name))
+        how = self.behaviour.get(address, "answer")
+        if how == "answer":
+            return defer.succeed(reply(query, answers=[a_record(query.name.name,
+                                                                "203.0.113.%d" %
+                                                                (7 if address == UP1
+                                                                 else 8))]))
+        if how == "silent":
+            d = defer.Deferred()
+            self.clock.callLater(timeout, d.errback,
+                                 error.DNSQueryTimeoutError(query))
+            return d
+        return defer.succeed(how(query))
+
+
+class ForwarderTests(SynchronousTestCase):
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.up = FakeUpstreams(self.clock)
+        self.cache = DNSCache(self.clock)
+        self.forwarder = Forwarder([UP1, UP2], self.clock, cache=self.cache,
+                                   send=self.up)
+
+    def resolve(self, name, qtype=dns.A):
+        return self.forwarder.resolve(dns.Query(name, qtype, dns.IN))
+
+    def test_first_upstream_answers(self):
+        rcode, answers, _, _ = self.successResultOf(self.resolve(b"a.example"))
+        self.assertEqual(rcode, dns.OK)
+        self.assertEqual(answers[0].payload.dottedQuad(), "203.0.113.7")
+        self.assertFalse(answers[0].auth)
+        self.assertEqual(self.up.calls, [(UP1, b"a.example")])
+
+    def test_failover_on_timeout_then_skip_then_probe(self):
+        self.up.behaviour[UP1] = "silent"
+        d = self.resolve(b"a.example")
+        self.assertNoResult(d)
+        self.clock.advance(forward.TIMEOUT)
+        rcode, answers, _, _ = self.successResultOf(d)
+        self.assertEqual(answers[0].payload.dottedQuad(), "203.0.113.8")
+        self.assertFalse(self.forwarder.upstreams[0].up)
+        # while it is down, the first upstream is not asked
+        self.successResultOf(self.resolve(b"b.example"))
+        self.assertEqual([c[0] for c in self.up.calls], [UP1, UP2, UP2])
+        # after the back-off, one question probes it; it is back
+        self.clock.advance(forward.RETRY_MIN)
+        self.up.behaviour[UP1] = "answer"
+        self.successResultOf(self.resolve(b"c.example"))
+        self.assertEqual(self.up.calls[-1], (UP1, b"c.example"))
+        self.assertTrue(self.forwarder.upstreams[0].up)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_all_down_fails_fast_and_backs_off(self):
+        self.up.behaviour[UP1] = self.up.behaviour[UP2] = "silent"
+        d = self.resolve(b"a.example")
+        self.clock.advance(forward.TIMEOUT)
+        self.clock.advance(forward.TIMEOUT)
+        self.failureResultOf(d, error.DNSServerError)
+        calls = len(self.up.calls)
+        # both known down: SERVFAIL at once, nobody asked
+        self.failureResultOf(self.resolve(b"b.example"), UpstreamsDown)
+        self.assertEqual(len(self.up.calls), calls)
+        self.assertEqual(self.forwarder.stats["servfail_fast"], 1)
+        # a probe after the back-off; it fails again: the back-off doubles
+        self.clock.advance(forward.RETRY_MIN)
+        d = self.resolve(b"c.example")
+        self.clock.advance(forward.TIMEOUT)
+        self.clock.advance(forward.TIMEOUT)
+        self.failureResultOf(d, error.DNSServerError)
+        self.assertEqual(self.forwarder.upstreams[0].backoff, 2 * forward.RETRY_MIN)
+
+    def test_one_probe_at_a_time(self):
+        self.forwarder = Forwarder([UP1], self.clock, send=self.up)
+        self.up.behaviour[UP1] = "silent"
+        d = self.resolve(b"a.example")
+        self.clock.advance(forward.TIMEOUT)
+        self.failureResultOf(d)
+        self.clock.advance(forward.RETRY_MIN)
+        probe = self.resolve(b"b.example")
+        self.failureResultOf(self.resolve(b"c.example"), UpstreamsDown)
+        self.clock.advance(forward.TIMEOUT)
+        self.failureResultOf(probe)
+
+    def test_servfail_moves_on_without_marking_down(self):
+        self.up.behaviour[UP1] = lambda q: reply(q, dns.ESERVER)
+        rcode, answers, _, _ = self.successResultOf(self.resolve(b"a.example"))
+        self.assertEqual(answers[0].payload.dottedQuad(), "203.0.113.8")
+        self.assertTrue(self.forwarder.upstreams[0].up)
+        self.up.behaviour[UP2] = lambda q: reply(q, dns.EREFUSED)
+        rcode, _, _, _ = self.successResultOf(self.resolve(b"b.example"))
+        self.assertEqual(rcode, dns.ESERVER)
+        self.failureResultOf(self.forwarder.lookupAddress(b"b.example"),
+                             error.DNSServerError)
+
+    def test_answer_to_another_question_is_ignored(self):
+        self.up.behaviour[UP1] = lambda q: reply(q, name=b"evil.example",
+                                                 answers=[a_record(b"evil.example")])
+        rcode, answers, _, _ = self.successResultOf(self.resolve(b"a.example"))
+        self.assertEqual(answers[0].payload.dottedQuad(), "203.0.113.8")
+
+    def test_identical_questions_share_one_upstream_query(self):
+        held = defer.Deferred()
+        self.up.behaviour[UP1] = "held"
+        self.forwarder.send = lambda address, q, t: (self.up.calls.append(q), held)[1]
+        d1 = self.resolve(b"a.example")
+        d2 = self.resolve(b"A.EXAMPLE")
+        self.assertEqual(len(self.up.calls), 1)
+        held.callback(reply(dns.Query(b"a.example"), answers=[a_record(b"a.example")]))
+        self.assertEqual(self.successResultOf(d1)[1][0].payload.dottedQuad(),
+                         "203.0.113.7")
+        self.assertEqual(self.successResultOf(d2)[1][0].payload.dottedQuad(),
+                         "203.0.113.7")
+
+    def test_cache_positive_and_negative(self):
+        self.up.behaviour[UP1] = lambda q: (
+            reply(q, dns.ENAME, authority=[soa(300, 60)]) if q.name.name == b"nx.example"
+            else reply(q, answers=[a_record(q.name.name, ttl=100)]))
+        self.successResultOf(self.resolve(b"a.example"))
+        self.clock.advance(30)
+        _, answers, _, _ = self.successResultOf(self.resolve(b"a.example"))
+        self.assertEqual(answers[0].ttl, 70)
+        self.assertEqual(len(self.up.calls), 1)
+        self.clock.advance(70)
+        self.successResultOf(self.resolve(b"a.example"))
+        self.assertEqual(len(self.up.calls), 2)
+        # NXDOMAIN with SOA: cached for min(SOA TTL, MINIMUM) = 60
+        failure = self.failureResultOf(self.forwarder.lookupAddress(b"nx.example"),
+                                       error.DNSNameError)
+        self.assertEqual(failure.value.args[0].authority[0].type, dns.SOA)
+        self.clock.advance(59)
+        rcode, _, authority, _ = self.successResultOf(self.resolve(b"nx.example"))
+        self.assertEqual((rcode, authority[0].ttl), (dns.ENAME, 241))
+        self.assertEqual(len(self.up.calls), 3)
+        self.clock.advance(1)
+        self.successResultOf(self.resolve(b"nx.example"))
+        self.assertEqual(len(self.up.calls), 4)
+
+
+class CacheTests(SynchronousTestCase):
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.cache = DNSCache(self.clock, max_entries=3)
+
+    def test_negative_without_soa_not_cached(self):
+        self.assertEqual(self.cache.put("a", 1, 1, dns.ENAME, [], [], []), 0)
+        self.assertIsNone(self.cache.get("a", 1, 1))
+
+    def test_nodata_with_soa_cached(self):
+        self.assertEqual(self.cache.put("a", 28, 1, dns.OK, [], [soa(30, 60)], []), 30)
+        self.assertEqual(self.cache.get("a", 28, 1).rcode, dns.OK)
+
+    def test_servfail_and_zero_ttl_not_cached(self):
+        self.assertEqual(self.cache.put("a", 1, 1, dns.ESERVER, [], [soa()], []), 0)
+        self.assertEqual(self.cache.put("b", 1, 1, dns.OK, [a_record(b"b", ttl=0)],
+                                        [], []), 0)
+        self.assertEqual(len(self.cache), 0)
+
+    def test_ttl_is_the_smallest_and_capped(self):
+        self.assertEqual(self.cache.put("a", 1, 1, dns.OK,
+                                        [a_record(b"a", ttl=50), a_record(b"a", ttl=10)],
+                                        [], []), 10)
+        self.assertEqual(self.cache.put("b", 1, 1, dns.OK,
+                                        [a_record(b"b", ttl=1 << 31)], [], []), 86400)
+
+    def test_least_recently_used_goes(self):
+        for name in "abc":
+            self.cache.put(name, 1, 1, dns.OK, [a_record(name.encode())], [], [])
+        self.cache.get("a", 1, 1)
+        self.cache.put("d", 1, 1, dns.OK, [a_record(b"d")], [], [])
+        self.assertIsNone(self.cache.get("b", 1, 1))
+        self.assertIsNotNone(self.cache.get("a", 1, 1))
+        self.assertEqual(len(self.cache), 3)
+
+
+class Responder(protocol.DatagramProtocol):
+    """Answers every query with one A record (and once with a wrong id)."""
+
+    def datagramReceived(self, data, addr):
+        q = dns.Message()
+        q.fromStr(data)
+        for id_ in (q.id ^ 1, q.id):
+            m = reply(q.queries[0], answers=[a_record(q.queries[0].name.name)])
+            m.id = id_
+            self.transport.write(m.toStr(), addr)
+
+
+class UDPExchangeTests(TestCase):
+    """The real UDP transport of the forwarder, on 127.0.0.1 (ephemeral ports)."""
+
+    @defer.inlineCallbacks
+    def test_answer(self):
+        port = reactor.listenUDP(0, Responder(), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        exchange = forward._UDPExchange(reactor, ("127.0.0.1", port.getHost().port),
+                                        dns.Query(b"a.example"), 5)
+        message = yield exchange.deferred
+        self.assertEqual(message.answers[0].payload.dottedQuad(), "203.0.113.7")
+
+    @defer.inlineCallbacks
+    def test_port_unreachable_fails_at_once(self):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+        probe.close()
+        exchange = forward._UDPExchange(reactor, ("127.0.0.1", closed),
+                                        dns.Query(b"a.example"), 5)
+        started = reactor.seconds()
+        with self.assertRaises(OSError):
+            yield exchange.deferred
+        self.assertLess(reactor.seconds() - started, 2)
