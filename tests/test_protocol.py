@@ -26,7 +26,10 @@ class FakeTransport:
     def __init__(self):
         self.sent = []
 
-    def write(self, data, addr):
+    def getHandle(self):
+        return self
+
+    def sendto(self, data, addr):
         self.sent.append((data, addr))
 
 
@@ -36,6 +39,7 @@ class ProtocolTests(SynchronousTestCase):
         self.store = HeldStore()
         self.proto = DHCPProtocol(self.server, self.store, self.iface)
         self.proto.transport = self.transport = FakeTransport()
+        self.proto.startProtocol()
 
     def receive(self, pkt):
         self.proto.datagramReceived(pkt.encode(), ("0.0.0.0", 68))

@@ -12,6 +12,8 @@ import struct
 SIOCGIFADDR = 0x8915
 SIOCGIFNETMASK = 0x891B
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+RECEIVE_BUFFER = 8 << 20  # absorbs bursts while a batch is being handled
 
 
 class InterfaceError(OSError):
@@ -57,7 +59,11 @@ def dhcp_socket(name, port=67):
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        try:
+            # As root, past net.core.rmem_max (often only 208 KiB).
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, name.encode())
         sock.bind(("0.0.0.0", port))
     except OSError as e:

@@ -48,12 +48,21 @@ class DHCPProtocol(DatagramProtocol):
         self._log.error("lease for {ip} is not durable ({why}): no reply sent",
                         ip=decision.commit[-1].ip, why=failure.getErrorMessage())
 
+    def startProtocol(self):
+        # The reply path is hot: our destinations are always dotted quads, so
+        # skip the address checks of twisted's Port.write and send directly.
+        self._sendto = self.transport.getHandle().sendto
+
     def _send(self, decision):
         if self.transport is None:  # stopped while the write was in flight
             return
         try:
-            self.transport.write(decision.data, decision.dest)
+            self._sendto(decision.data, decision.dest)
         except OSError as e:
-            self.server.stats["send_errors"] += 1
-            self._log.warn("cannot send reply to {dest} on {iface}: {why}",
-                           dest=decision.dest, iface=self.iface.name, why=e)
+            stats = self.server.stats
+            stats["send_errors"] += 1
+            if stats["send_errors"] % 1000 == 1:  # one line per thousand
+                self._log.warn("cannot send reply to {dest} on {iface}: {why} "
+                               "({count} send errors so far)", dest=decision.dest,
+                               iface=self.iface.name, why=e,
+                               count=stats["send_errors"])
