@@ -10,38 +10,18 @@ documentation addresses are used.
 
 import os
 import re
-import shutil
 import sys
 import time
 
 from twisted.trial import unittest
 
 from dhcpfo.lab import Lab, LabError, tail
-
-SBIN_PATH = os.pathsep.join(
-    [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
-TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+from tests.labskip import needs
 
 
-def _missing(binaries):
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if not os.path.exists(TWISTD):
-        return "no twistd next to %s (run scripts/bootstrap)" % sys.executable
-    gone = [b for b in ("ip", "ss") + tuple(binaries)
-            if shutil.which(b, path=SBIN_PATH) is None]
-    if gone:
-        return "missing program(s): %s (run scripts/bootstrap)" % ", ".join(gone)
-    return None
 
 
-def needs(*binaries):
-    def decorate(f):
-        reason = _missing(binaries)
-        if reason:
-            f.skip = reason
-        return f
-    return decorate
+
 
 
 #: A tiny upstream DNS server (twisted.names), run on a lab host:

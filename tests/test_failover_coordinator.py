@@ -10,7 +10,7 @@ from dhcpfo.failover.coordinator import (PRIMARY, SECONDARY, Coordinator,
 from dhcpfo.failover.state import ACTIVE, PASSIVE, SYNCING
 from dhcpfo.leases.lease import ACTIVE as BOUND, BACKUP, Lease
 from dhcpfo.stores.memory import MemoryLeaseStore
-from tests.test_server import BASIC, SERVER, ip, make_server, request
+from tests.test_server import BASIC, ip, make_server, request
 
 MAC3 = bytes.fromhex("525400000003")
 

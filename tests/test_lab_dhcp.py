@@ -9,42 +9,19 @@ without them they are skipped.  Only documentation addresses are used.
 """
 
 import calendar
-import os
-import shutil
-import sys
 import time
 
 from twisted.trial import unittest
 
 from dhcpfo.lab import Lab, LabError, tail
+from tests.labskip import needs
 
-SBIN_PATH = os.pathsep.join(
-    [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
-TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 RANGE = "192.0.2.10,192.0.2.200,1h"
 
 
-def _missing(binaries):
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces"
-    if not os.path.exists(TWISTD):
-        return "no twistd next to %s (run scripts/bootstrap)" % sys.executable
-    gone = [b for b in ("ip", "ss") + tuple(binaries)
-            if shutil.which(b, path=SBIN_PATH) is None]
-    if gone:
-        return "missing program(s): %s (run scripts/bootstrap)" % ", ".join(gone)
-    return None
 
 
-def needs(*binaries):
-    """Skip the decorated test unless root and *binaries* are available."""
-    def decorate(f):
-        reason = _missing(binaries)
-        if reason:
-            f.skip = reason
-        return f
-    return decorate
 
 
 def iso_utc(text):

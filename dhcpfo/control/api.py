@@ -6,7 +6,7 @@ import time
 from twisted.web.resource import Resource
 
 import dhcpfo
-from dhcpfo.dhcp.pool import ip_int, ip_str
+from dhcpfo.dhcp.pool import ip_int
 from dhcpfo.leases.lease import ACTIVE, BACKUP
 
 

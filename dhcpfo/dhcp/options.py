@@ -6,7 +6,6 @@ dnsmasq users write ``--dhcp-option option:router,192.0.2.1`` or
 
 import ipaddress
 import re
-import struct
 
 # name: (code, kind).  Kinds: ips, ip, str, u8, u16, u32, bool, names
 # (domain search, RFC 3397), routes (classless static routes, RFC 3442), hex.

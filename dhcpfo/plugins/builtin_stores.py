@@ -1,9 +1,8 @@
-"""The lease stores that ship with dhcpfo (kept tiny: scanned by twisted.plugin)."""
+"""The lease stores that ship with dhcpfo (kept tiny: scanned by twisted.plugin).
 
-from dhcpfo.stores.factories import memory, sqlite
+The factories import their stores (and ldaptor) only in ``makeStore``.
+"""
 
-__all__ = ["memory", "sqlite"]
+from dhcpfo.stores.factories import ldap, memory, sqlite
 
-from dhcpfo.stores.factories import ldap  # noqa: E402  (ldaptor loads in makeStore)
-
-__all__.append("ldap")
+__all__ = ["ldap", "memory", "sqlite"]
