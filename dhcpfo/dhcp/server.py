@@ -496,6 +496,12 @@ class DHCPServer:
         offer = self._offers.get(ip)
         return offer is not None and offer[1] > self.clock.seconds()
 
+    def offers_between(self, start, end):
+        """How many live offers hold addresses in ``start..end`` (ints)."""
+        now = self.clock.seconds()
+        return sum(1 for ip, (_, expires) in self._offers.items()
+                   if start <= ip <= end and expires > now)
+
     def expire_offers(self):
         """Forget offers nobody took; called periodically."""
         now = self.clock.seconds()

@@ -238,10 +238,11 @@ class Coordinator:
             return defer.succeed(None)
         now = self.clock.seconds()
         give, take = [], []
-        for subnet in self.server.subnets:
-            for rng in subnet.ranges:
-                if not rng.static:
-                    self._balance(rng, secondaries, now, give, take)
+        ranges = [r for subnet in self.server.subnets for r in subnet.ranges
+                  if not r.static]
+        held = self._heldByRange(ranges, now)
+        for rng in ranges:
+            self._balance(rng, held[rng.index], secondaries, now, give, take)
         ds = []
         if give:
             # Ours first (we stop allocating them), then theirs: if the
@@ -266,25 +267,50 @@ class Coordinator:
         return d.addErrback(lambda f: self._log.warn(
             "reserve rebalancing not acknowledged: {why}", why=f.getErrorMessage()))
 
-    def _balance(self, rng, secondaries, now, give, take):
-        from dhcpfo.dhcp.pool import ip_str
-        owned = {name: [] for name in secondaries}
-        free = []
-        by_ip = self.table.by_ip
+    def _heldByRange(self, ranges, now):
+        """Per range: ``(taken, owned)`` — the addresses that are not free
+        (as ints) and each secondary's reserve.  One pass over the leases,
+        not over the (possibly huge) ranges."""
+        from dhcpfo.dhcp.pool import ip_int
+        import socket
         restricted = self.server.restricted
-        for ip in range(rng.end, rng.start - 1, -1):
-            lease = by_ip.get(ip_str(ip))
-            if lease is None or lease.state not in (BOUND, DECLINED, BACKUP):
-                if (lease is None or not restricted or
-                        lease.expiry + self.settings.mclt <= now) and \
-                        not self.server.offered(ip):
-                    free.append(ip)
-            elif lease.state == BACKUP and lease.owner in owned:
-                owned[lease.owner].append(ip)
-        total = len(free) + sum(len(v) for v in owned.values())
+        mclt = self.settings.mclt
+        result = {r.index: (set(), {}) for r in ranges}
+        for lease in self.table:
+            ip = ip_int(socket.inet_aton(lease.ip))
+            for rng in ranges:
+                if rng.start <= ip <= rng.end:
+                    break
+            else:
+                continue
+            taken, owned = result[rng.index]
+            state = lease.state
+            if state == BACKUP:
+                owned.setdefault(lease.owner, []).append(ip)
+                taken.add(ip)
+            elif state == BOUND or state == DECLINED or (
+                    restricted and lease.expiry + mclt > now):
+                taken.add(ip)
+        return result
+
+    def _balance(self, rng, held, secondaries, now, give, take):
+        from dhcpfo.dhcp.pool import ip_str
+        taken, reserves = held
+        owned = {name: reserves.get(name, []) for name in secondaries}
+        offered = self.server.offered
+        free_count = rng.size - len(taken) - self.server.offers_between(
+            rng.start, rng.end)
+        total = free_count + sum(len(v) for v in owned.values())
         target = int(self.settings.reserve * total / len(secondaries))
         version = self.server.hlc.now
         me = self.settings.name
+        need = sum(max(target - len(v), 0) for v in owned.values())
+        free = []
+        ip = rng.end
+        while len(free) < need and ip >= rng.start:  # from the top down
+            if ip not in taken and not offered(ip):
+                free.append(ip)
+            ip -= 1
         for name in secondaries:
             mine = owned[name]
             while len(mine) < target and free:
@@ -292,7 +318,7 @@ class Coordinator:
                 give.append(Lease(ip_str(ip), b"", b"", "", BACKUP, now, now,
                                   name, version()))
                 mine.append(ip)
-            if not free and len(mine) > 1:
+            if free_count <= 0 and len(mine) > 1:
                 for ip in mine[:len(mine) // 2]:
                     take.append(Lease(ip_str(ip), b"", b"", "", RELEASED, now, now,
                                       me, version()))
