@@ -822,3 +822,21 @@ class MakeCertsTests(SynchronousTestCase):
         self.assertIn("--failover-name dhcp2 --failover-cert", out.getvalue())
         self.assertEqual(certs.main_make_certs(args, out, err), 2)
         self.assertIn("already exists", err.getvalue())
+
+
+class LeaseRecordsTests(SynchronousTestCase):
+    """The packed lease encoding used by LeaseBatch and DatabaseChunk."""
+
+    def test_round_trip(self):
+        lease = a_lease(7, hostname="h\u00e9", expiry=INFINITE_EXPIRY)
+        fields = encode_lease(lease, T0)
+        wire = commands.LeaseRecords().toString([fields, fields])
+        self.assertEqual(len(wire), 2 * commands.lease_wire_size(fields))
+        back = commands.LeaseRecords().fromString(wire)
+        self.assertEqual([decode_lease(f, T0) for f in back], [lease, lease])
+
+    def test_malformed_is_invalid_lease(self):
+        wire = commands.LeaseRecords().toString([encode_lease(a_lease(1), T0)])
+        for broken in (wire[:-1], wire[:10], wire + b"\x00"):
+            self.assertRaises(commands.InvalidLease,
+                              commands.LeaseRecords().fromString, broken)

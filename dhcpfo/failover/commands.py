@@ -24,6 +24,8 @@ stamp, bounded strings.
 import hashlib
 import ipaddress
 import math
+import socket
+import struct
 
 from twisted.protocols import amp
 
@@ -69,20 +71,68 @@ class InvalidLease(ValueError):
 
 # --- lease fields -----------------------------------------------------------
 
-LEASE_FIELDS = [
-    (b"ip", amp.Unicode()),
-    (b"hwaddr", amp.String()),
-    (b"client_id", amp.String()),
-    (b"hostname", amp.Unicode()),
-    (b"state", amp.Unicode()),
-    (b"started_ago", amp.Float()),   # sender's now - start
-    (b"expires_in", amp.Float()),    # expiry - sender's now; inf: infinite
-    (b"owner", amp.Unicode()),
-    (b"version", amp.Integer()),     # HLC stamp
-]
+# Leases travel as one packed binary value per command, not as an AmpList:
+# AMP's per-field boxes cost the primary more CPU per replicated lease than
+# the whole DHCP exchange does.  Per lease: a fixed header, then the
+# variable-length fields, all lengths explicit.
+_LEASE_HEAD = struct.Struct("!4sddqBBHHB")
+# ip, started_ago (sender's now - start), expires_in (expiry - sender's now;
+# inf: infinite), version, then the lengths of hwaddr, client_id, hostname,
+# owner, state (UTF-8 for the text fields).
+
+
+class LeaseRecords(amp.Argument):
+    """A list of L{encode_lease} dicts as one packed value."""
+
+    def toString(self, inObject):
+        parts = []
+        pack = _LEASE_HEAD.pack
+        for f in inObject:
+            hostname = f["hostname"].encode("utf-8")
+            owner = f["owner"].encode("utf-8")
+            state = f["state"].encode("utf-8")
+            parts.append(pack(socket.inet_aton(f["ip"]), f["started_ago"],
+                              f["expires_in"], f["version"], len(f["hwaddr"]),
+                              len(f["client_id"]), len(hostname), len(owner),
+                              len(state)))
+            parts += (f["hwaddr"], f["client_id"], hostname, owner, state)
+        return b"".join(parts)
+
+    def fromString(self, inString):
+        records = []
+        head = _LEASE_HEAD.size
+        unpack = _LEASE_HEAD.unpack_from
+        i, end = 0, len(inString)
+        try:
+            while i < end:
+                (ip, started_ago, expires_in, version, n_hw, n_cid, n_host, n_owner,
+                 n_state) = unpack(inString, i)
+                i += head
+                stop = i + n_hw + n_cid + n_host + n_owner + n_state
+                if stop > end:
+                    raise ValueError("truncated")
+                hwaddr = inString[i:i + n_hw]
+                i += n_hw
+                client_id = inString[i:i + n_cid]
+                i += n_cid
+                hostname = inString[i:i + n_host].decode("utf-8")
+                i += n_host
+                owner = inString[i:i + n_owner].decode("utf-8")
+                i += n_owner
+                state = inString[i:i + n_state].decode("utf-8")
+                i += n_state
+                records.append({
+                    "ip": socket.inet_ntoa(ip), "hwaddr": hwaddr,
+                    "client_id": client_id, "hostname": hostname, "state": state,
+                    "started_ago": started_ago, "expires_in": expires_in,
+                    "owner": owner, "version": version})
+        except (struct.error, ValueError) as e:
+            raise InvalidLease("a malformed lease record at byte %d: %s" % (i, e))
+        return records
+
 
 def encode_lease(lease, now):
-    """The AMP fields of ``lease``, its times relative to ``now`` (ours)."""
+    """The wire fields of ``lease``, its times relative to ``now`` (ours)."""
     if lease.expiry >= INFINITE_EXPIRY:
         expires_in = math.inf
     else:
@@ -116,16 +166,12 @@ def decode_lease(fields, now):
                  expiry=expiry, owner=fields["owner"], version=fields["version"])
 
 
-def _box_entry_size(name, value):
-    return 2 + len(name) + 2 + len(value)
-
-
 def lease_wire_size(fields):
-    """Bytes ``fields`` (from L{encode_lease}) take inside an AmpList value."""
-    size = 2  # the box terminator
-    for name, argument in LEASE_FIELDS:
-        size += _box_entry_size(name, argument.toString(fields[name.decode("ascii")]))
-    return size
+    """Bytes ``fields`` (from L{encode_lease}) take inside a L{LeaseRecords} value."""
+    return (_LEASE_HEAD.size + len(fields["hwaddr"]) + len(fields["client_id"])
+            + len(fields["hostname"].encode("utf-8"))
+            + len(fields["owner"].encode("utf-8"))
+            + len(fields["state"].encode("utf-8")))
 
 
 def chunk_leases(leases, max_bytes=MAX_VALUE_BYTES):
@@ -310,7 +356,7 @@ class LeaseBatch(amp.Command):
     """
 
     arguments = [
-        (b"leases", amp.AmpList(LEASE_FIELDS)),
+        (b"leases", LeaseRecords()),
         (b"hlc", amp.Integer()),
         (b"now", amp.Float()),
     ]
@@ -324,7 +370,7 @@ class DatabaseChunk(amp.Command):
     (``seq`` from 0; ``last`` on the final one, which may be empty)."""
 
     arguments = [
-        (b"leases", amp.AmpList(LEASE_FIELDS)),
+        (b"leases", LeaseRecords()),
         (b"seq", amp.Integer()),
         (b"last", amp.Boolean()),
         (b"hlc", amp.Integer()),
