@@ -91,7 +91,8 @@ class Lab:
         run(["ip", "-n", self.bridge, "link", "add", "br0", "type", "bridge"])
         run(["ip", "-n", self.bridge, "link", "set", "br0", "up"])
 
-    def host(self, short: str, addr: str) -> str:
+    def host(self, short: str, addr: str | None) -> str:
+        """A host namespace with ``e0`` on the bridge (and ``addr``/15 on it, if given)."""
         ns = f"{self.prefix}-{short}"
         self._netns_add(ns)
         port = f"p-{short}"
@@ -99,7 +100,8 @@ class Lab:
              "peer", "name", port, "netns", self.bridge])
         run(["ip", "-n", self.bridge, "link", "set", port, "master", "br0"])
         run(["ip", "-n", self.bridge, "link", "set", port, "up"])
-        run(["ip", "-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", "e0"])
+        if addr:
+            run(["ip", "-n", ns, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", "e0"])
         run(["ip", "-n", ns, "link", "set", "e0", "up"])
         return ns
 
@@ -178,6 +180,17 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def cpu_seconds_sum(pids) -> float | None:
+    """Total CPU time of several processes (None if any of them is gone)."""
+    total = 0.0
+    for pid in ([pids] if isinstance(pids, int) else pids):
+        c = cpu_seconds(pid)
+        if c is None:
+            return None
+        total += c
+    return total
+
+
 # --------------------------------------------------------------------------
 # Servers
 # --------------------------------------------------------------------------
@@ -215,6 +228,9 @@ class Server:
     def naks(self) -> int | None:
         """NAKs sent so far, if the server's log says (perfdhcp counts a NAK as a drop)."""
         return None
+
+    def after_step(self, st: "Step") -> None:
+        """Called after each step (e.g. to note what the server logged meanwhile)."""
 
     def log_tail(self, lines: int = 15) -> str:
         out = []
@@ -254,6 +270,12 @@ class Server:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def pids(self) -> list[int]:
+        """The processes under test, the one perfdhcp talks to first.  CPU use is measured
+        for the first (server CPU) and the others together (peer CPU, e.g. a failover
+        partner), and none of them counts as "other processes"."""
+        return [self.proc.pid] if self.proc is not None else []
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -404,6 +426,7 @@ class Step:
     server_cpu_pct: float | None = None    # % of one CPU over the run minus the -W wait
     perfdhcp_cpu_pct: float | None = None  # % of one CPU, over the whole perfdhcp run
     other_cpu_pct: float | None = None     # the rest of the machine's busy CPU, same scale
+    peer_cpu_pct: float | None = None      # the server's partners (Server.pids()[1:]), if any
     server_naks: int | None = None         # NAKs the server logged during the step
     ok: bool = False
     disturbed: bool = False                # other_cpu_pct over --busy-warn
@@ -476,13 +499,13 @@ def exit_wait_arg(args) -> list[str]:
     return ["-W", str(int(args.exit_wait * 1e6))] if args.exit_wait > 0 else []
 
 
-def wait_idle(pid: int, max_wait: float) -> None:
-    """Let a saturated server drain its socket backlog before the next step."""
+def wait_idle(pid: int | list[int], max_wait: float) -> None:
+    """Let a saturated server (or servers) drain its socket backlog before the next step."""
     deadline = time.monotonic() + max_wait
-    last = cpu_seconds(pid)
+    last = cpu_seconds_sum(pid)
     while time.monotonic() < deadline and last is not None:
         time.sleep(0.3)
-        now = cpu_seconds(pid)
+        now = cpu_seconds_sum(pid)
         if now is None or now - last < 0.3 * 0.05:
             return
         last = now
@@ -498,16 +521,17 @@ class Budget:
         self.left -= seconds
 
 
-def other_cpu_now(server_pid: int, window: float = 0.5) -> float:
-    """% of one CPU the machine spends on anything but the server, over ``window`` seconds."""
-    i0, c0, t0 = machine_idle_seconds(), cpu_seconds(server_pid) or 0.0, time.monotonic()
+def other_cpu_now(server_pid: int | list[int], window: float = 0.5) -> float:
+    """% of one CPU the machine spends on anything but the server(s), over ``window`` s."""
+    i0, c0, t0 = machine_idle_seconds(), cpu_seconds_sum(server_pid) or 0.0, time.monotonic()
     time.sleep(window)
-    i1, c1, t1 = machine_idle_seconds(), cpu_seconds(server_pid) or 0.0, time.monotonic()
+    i1, c1, t1 = machine_idle_seconds(), cpu_seconds_sum(server_pid) or 0.0, time.monotonic()
     busy = (t1 - t0) * NCPU - (i1 - i0)
     return 100 * (busy - (c1 - c0)) / (t1 - t0)
 
 
-def wait_quiet(server_pid: int, args, budget: Budget, max_wait: float = 10.0) -> None:
+def wait_quiet(server_pid: int | list[int], args, budget: Budget,
+               max_wait: float = 10.0) -> None:
     """Wait (within the budget) until other processes leave the CPUs to the benchmark."""
     t0 = time.monotonic()
     deadline = t0 + min(max_wait, max(budget.left, 0))
@@ -526,7 +550,8 @@ def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
     st = Step(rate=rate, seconds=args.seconds)
     argv = perfdhcp_argv(client_ns, rate, args.seconds, args.clients,
                          exit_wait_arg(args) + args.mac_arg + args.perfdhcp_arg)
-    cpu0 = cpu_seconds(server.proc.pid)
+    pids = server.pids()
+    cpu0, peer0 = cpu_seconds(pids[0]), cpu_seconds_sum(pids[1:])
     naks0 = server.naks()
     idle0, kids0 = machine_idle_seconds(), children_cpu_seconds()
     t0 = time.monotonic()
@@ -536,7 +561,7 @@ def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
         st.note = "perfdhcp timed out"
         return st
     elapsed = time.monotonic() - t0
-    cpu1 = cpu_seconds(server.proc.pid)
+    cpu1, peer1 = cpu_seconds(pids[0]), cpu_seconds_sum(pids[1:])
     idle1, kids1 = machine_idle_seconds(), children_cpu_seconds()
     busy = elapsed - args.exit_wait  # the -W tail is mostly idle (unless backlogged)
     if cpu0 is not None and cpu1 is not None and busy > 0:
@@ -544,9 +569,13 @@ def run_step(client_ns: str, server: Server, rate: int, args) -> Step:
         # perfdhcp's own CPU, and what the rest of the machine (other processes, and
         # kernel softirq work not charged to either) used; both over the whole run.
         st.perfdhcp_cpu_pct = round(100 * (kids1 - kids0) / elapsed, 1)
+        peer = 0.0
+        if len(pids) > 1 and peer0 is not None and peer1 is not None:
+            peer = peer1 - peer0
+            st.peer_cpu_pct = round(100 * peer / busy, 1)
         machine_busy = elapsed * NCPU - (idle1 - idle0)
         st.other_cpu_pct = round(
-            100 * (machine_busy - (cpu1 - cpu0) - (kids1 - kids0)) / elapsed, 1)
+            100 * (machine_busy - (cpu1 - cpu0) - peer - (kids1 - kids0)) / elapsed, 1)
     st.exit_status = cp.returncode
     naks1 = server.naks()
     if naks0 is not None and naks1 is not None:
@@ -591,9 +620,15 @@ class Result:
     best: Step | None = None
 
 
-def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, res: Result,
-                 budget: Budget) -> Result:
-    """Step one server through the rates, filling in ``res`` as it goes."""
+def bench_server(cls, lab_ns: tuple, workroot: str, args, res: Result,
+                 budget: Budget, after=None) -> Result:
+    """Step one server through the rates, filling in ``res`` as it goes.
+
+    ``lab_ns`` is (server namespace, client namespace); the first is passed on to
+    ``cls`` as is (a server pair takes a tuple of namespaces there).  ``after``, if
+    given, is called as ``after(server, res)`` once stepping is over, while the server
+    still runs (unless it failed to start or died).
+    """
     server_ns, client_ns = lab_ns
     res.status = "running"
     workdir = os.path.join(workroot, f"{cls.name}-{res.round}")
@@ -638,7 +673,7 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, res: Result,
                     server.stop()
                     server = None
                 server = launch()
-            wait_quiet(server.proc.pid, args, budget)
+            wait_quiet(server.pids(), args, budget)
             st = run_step(client_ns, server, rate, args)
             st.phase = phase
             res.steps.append(st)
@@ -652,16 +687,18 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, res: Result,
                     server = None
                     server = launch()
                 else:
-                    wait_idle(server.proc.pid, args.drain_timeout)
-                wait_quiet(server.proc.pid, args, budget)
+                    wait_idle(server.pids(), args.drain_timeout)
+                wait_quiet(server.pids(), args, budget)
                 st = run_step(client_ns, server, rate, args)
                 st.phase = phase
                 res.steps.append(st)
+            server.after_step(st)
             delay = st.ra_avg_delay_ms if st.ra_avg_delay_ms is not None else float("nan")
             log(f"{cls.name}: offered {rate:>6}/s -> completed {st.completed_per_s:>8.1f}/s, "
                 f"loss {st.loss_pct:6.2f} %, RA avg delay {delay:.3f} ms, "
-                f"CPU server {st.server_cpu_pct} % perfdhcp {st.perfdhcp_cpu_pct} % "
-                f"other {st.other_cpu_pct} %"
+                f"CPU server {st.server_cpu_pct} % "
+                + (f"peer {st.peer_cpu_pct} % " if st.peer_cpu_pct is not None else "")
+                + f"perfdhcp {st.perfdhcp_cpu_pct} % other {st.other_cpu_pct} %"
                 + (f", {st.server_naks} NAKs" if st.server_naks else "")
                 + (f"  [{st.note}]" if st.note else ""))
             if not server.alive():
@@ -669,7 +706,7 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, res: Result,
                 res.error = (f"server exited with status {server.proc.returncode} during the "
                              f"{rate}/s step\n{server.log_tail()}")
                 raise Died()
-            wait_idle(server.proc.pid, args.drain_timeout)
+            wait_idle(server.pids(), args.drain_timeout)
             return st
 
         try:
@@ -706,6 +743,8 @@ def bench_server(cls, lab_ns: tuple[str, str], workroot: str, args, res: Result,
                 step(mid, "refine")
         except Died:
             pass
+        if after is not None and server is not None and server.alive():
+            after(server, res)
         good = [s for s in valid() if s.ok]
         if good:
             res.best = max(good, key=lambda s: s.completed_per_s)

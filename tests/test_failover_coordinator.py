@@ -47,13 +47,21 @@ def coordinator(role, name="me", priority=0, ranges=BASIC, **kw):
 
 
 class RoleTests(SynchronousTestCase):
-    def test_primary_alone_serves_after_grace(self):
+    def test_primary_serves_at_once_restricted_until_synced(self):
+        coord, server, _, clock, _ = coordinator(PRIMARY, peers=("s",))
+        coord.start()
+        self.assertEqual(coord.state, ACTIVE)
+        self.assertTrue(server.serving)
+        self.assertTrue(server.restricted)
+        sec = FakeLink("s", SECONDARY)
+        coord.linkUp(sec)
+        self.assertTrue(server.restricted, "connected, but not yet exchanged")
+        coord.linkSynced(sec)
+        self.assertFalse(server.restricted)
+
+    def test_standalone_primary_unrestricted(self):
         coord, server, _, clock, _ = coordinator(PRIMARY)
         coord.start()
-        self.assertEqual(coord.state, SYNCING)
-        self.assertFalse(server.serving)
-        clock.advance(3)
-        self.assertEqual(coord.state, ACTIVE)
         self.assertTrue(server.serving)
         self.assertFalse(server.restricted)
 
@@ -95,12 +103,13 @@ class RoleTests(SynchronousTestCase):
         lclock.advance(3)
         self.assertEqual((high.state, low.state), (ACTIVE, PASSIVE))
 
-    def test_primary_waits_for_secondary_exchange(self):
+    def test_primary_keeps_serving_through_exchange(self):
         coord, server, _, clock, _ = coordinator(PRIMARY)
         coord.start()
         sec = FakeLink("s", SECONDARY)
         coord.linkUp(sec)
-        self.assertFalse(server.serving)
+        self.assertTrue(server.serving)
+        self.assertTrue(server.restricted)
         coord.linkSynced(sec)
         self.assertEqual(coord.state, ACTIVE)
         self.assertFalse(server.restricted)

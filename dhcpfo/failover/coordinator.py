@@ -88,6 +88,12 @@ class Coordinator:
         for lease in self.table:
             self._noticeOwner(lease, None)
         self.machine.start(why="leases loaded")
+        if self.settings.role == PRIMARY:
+            # Nobody outranks the primary, and until it has exchanged
+            # databases it is restricted (own addresses, MCLT), so it may
+            # serve at once: no gap when it restarts.
+            self._grace_over = True
+            self.evaluate("the primary serves from the start, restricted until synced")
         self._apply()
         for name in self.known:
             self._scheduleAutoDown(name)
@@ -181,7 +187,9 @@ class Coordinator:
         server.primary = self.settings.role == PRIMARY or any(
             self._roles.get(name) == PRIMARY for name in self.taken_over)
         server.adopted = frozenset(self.taken_over)
-        server.restricted = bool(self.known - set(self.links))
+        # Until the databases are exchanged we do not know what a peer did
+        # while we could not hear it: connected is not enough.
+        server.restricted = bool(self.known - self.synced)
 
     @property
     def state(self):

@@ -10,7 +10,8 @@
     active  --leaderSynced--> passive
 
 "Higher" is precedence: the primary, then secondaries by --failover-priority
-(then name).  Only ``active`` answers DHCP; every state answers DNS.
+(then name); the primary goes syncing -> active at once.  Only ``active``
+answers DHCP; every state answers DNS.
 """
 
 from automat import MethodicalMachine
