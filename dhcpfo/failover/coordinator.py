@@ -21,6 +21,7 @@ version wins, rule 4), written to the local store, then acknowledged.
 import attr
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dhcpfo.failover.merge import merge
@@ -203,8 +204,11 @@ class Coordinator:
         complete = not (self.known - set(self.links))
         if not links:
             return defer.succeed(complete)
-        d = defer.gatherResults([l.sendLeases(leases) for l in links],
-                                consumeErrors=True)
+        if len(links) == 1:  # the common pair: no DeferredList per ACK
+            d = links[0].sendLeases(leases)
+        else:
+            d = defer.gatherResults([l.sendLeases(leases) for l in links],
+                                    consumeErrors=True)
         return d.addCallback(lambda _: complete)
 
     def received(self, leases, link):
@@ -426,15 +430,24 @@ class ReplicatedStore:
         return self._store.close()
 
     def write(self, leases):
-        d = defer.gatherResults([self._store.write(leases),
-                                 self._coordinator.replicate(leases)],
-                                consumeErrors=True)
-        d.addCallback(self._acknowledged, leases)
-        return d
+        done = defer.Deferred()
+        pending = [2, None]  # outstanding, first failure
 
-    def _acknowledged(self, results, leases):
-        if results[1]:  # every peer we know of has them
-            acked = self._coordinator.server.acked_expiry
-            for lease in leases:
-                acked[lease.ip] = lease.expiry
-        return None
+        def settle(result, peers):
+            if isinstance(result, Failure):
+                if pending[1] is None:
+                    pending[1] = result
+                result = None
+            elif peers and result:  # every peer we know of has them
+                acked = self._coordinator.server.acked_expiry
+                for lease in leases:
+                    acked[lease.ip] = lease.expiry
+            pending[0] -= 1
+            if pending[0] == 0:
+                if pending[1] is None:
+                    done.callback(None)
+                else:
+                    done.errback(pending[1])
+        self._store.write(leases).addBoth(settle, False)
+        self._coordinator.replicate(leases).addBoth(settle, True)
+        return done
