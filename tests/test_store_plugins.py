@@ -5,6 +5,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -85,7 +86,11 @@ from tests.store_conformance import lease
 
 store = SQLiteLeaseStore(reactor, sys.argv[1])
 
+done = 0
+
 def acked(_, n):
+    global done
+    done += 1
     sys.stdout.write("%d\n" % n)
     sys.stdout.flush()
 
@@ -93,10 +98,12 @@ def go(_):
     n = 0
     def more():
         nonlocal n
-        for _ in range(50):
+        # Keep a bounded number of writes in flight: always some batch being
+        # committed when the kill lands, never an unbounded queue.
+        while n - done < 500:
             store.write([lease(n)]).addCallback(acked, n)
             n += 1
-        reactor.callLater(0, more)
+        reactor.callLater(0.001, more)
     more()
 
 store.open().addCallback(go)
@@ -111,12 +118,16 @@ class CrashSafetyTests(SynchronousTestCase):
                                 stdout=subprocess.PIPE, text=True,
                                 cwd=os.path.dirname(os.path.dirname(__file__)))
         acked = []
+        # Never hang the suite: whatever happens, the writer dies in 60 s.
+        watchdog = threading.Timer(60, proc.kill)
+        watchdog.start()
         try:
             for line in proc.stdout:
                 acked.append(int(line))
                 if len(acked) >= 3000:
                     break
         finally:
+            watchdog.cancel()
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
             proc.stdout.close()
