@@ -39,6 +39,9 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
         self._sent_all = False
         self._received_all = False
         self._heartbeat = None
+        self._stall = None          # fires if the exchange stops moving
+        self._chunks_sent = 0
+        self._chunks_received = 0
 
     # -- authentication and hello -------------------------------------------
 
@@ -131,6 +134,24 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
         # Not before our Hello answer is on the wire: the peer drops anything
         # that arrives before it has registered us.
         node.clock.callLater(0, self._sendDatabase)
+        self._progress()
+
+    def _progress(self):
+        """The exchange moved; a stall of EXCHANGE_STALL seconds drops the
+        link, and the dialling side reconnects and starts over."""
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
+        if not (self._sent_all and self._received_all):
+            self._stall = self.node.clock.callLater(EXCHANGE_STALL, self._stalled)
+
+    def _stalled(self):
+        self._log.warn("database exchange with {peer} stalled ({sent} chunks sent, "
+                       "all sent: {all_sent}; {received} received, all received: "
+                       "{all_received}); dropping the link to start over",
+                       peer=self.name, sent=self._chunks_sent,
+                       all_sent=self._sent_all, received=self._chunks_received,
+                       all_received=self._received_all)
+        self.transport.abortConnection()
 
     # -- database exchange --------------------------------------------------
 
@@ -145,6 +166,8 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
                 yield self.callRemote(C.DatabaseChunk, leases=chunk, seq=seq,
                                       last=False, hlc=node.server.hlc.now(), now=now)
                 seq += 1
+                self._chunks_sent = seq
+                self._progress()
             yield self.callRemote(C.DatabaseChunk, leases=[], seq=seq, last=True,
                                   hlc=node.server.hlc.now(), now=node.clock.seconds())
         except Exception as e:
@@ -152,8 +175,10 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
                            peer=self.name, why=e)
             return
         self._sent_all = True
+        self._chunks_sent = seq + 1
         self._log.info("sent {count} lease records to {peer}", count=len(leases),
                        peer=self.name)
+        self._progress()
         self._maybeSynced()
 
     def _maybeSynced(self):
@@ -191,9 +216,11 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
         d = self.node.coordinator.received(records, self)
 
         def done(_):
+            self._chunks_received += 1
             if last:
                 self._received_all = True
                 self._maybeSynced()
+            self._progress()
             return {"acked": len(records)}
         return d.addCallback(done)
 
@@ -278,6 +305,8 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
     def connectionLost(self, reason):
         if self._heartbeat is not None and self._heartbeat.running:
             self._heartbeat.stop()
+        if self._stall is not None and self._stall.active():
+            self._stall.cancel()
         super().connectionLost(reason)
         if self.registered:
             self.registered = False
@@ -285,6 +314,7 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
 
 
 REFUSED_RETRY = 30.0  # seconds between tries once a peer refused our Hello
+EXCHANGE_STALL = 10.0  # seconds without progress before an exchange restarts
 
 
 class PeerFactory(Factory):
