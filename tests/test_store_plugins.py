@@ -55,7 +55,7 @@ class DiscoveryTests(SynchronousTestCase):
 class ExamplePluginConformance(StoreConformanceMixin, TestCase):
     """The plugin of docs/writing-a-lease-store.md, installed as a third party."""
 
-    loadCount = 20_000
+    loadCount = 100_000
 
     def setUp(self):
         if dhcpfo_jsonl is None:
