@@ -855,59 +855,77 @@ def print_report(results: list[Result], args, out=sys.stdout) -> None:
 # --------------------------------------------------------------------------
 
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_stepping_arguments(ap, rates, subject="server", quiet_budget=30.0):
+    """The options every perfdhcp-stepping benchmark here shares."""
     ap.add_argument("--seconds", type=float, default=5.0, help="perfdhcp test period per step")
-    ap.add_argument("--servers", default="dhcpfo,kea,dnsmasq",
-                    help="comma-separated, run in this order (dhcpfo, kea, dnsmasq)")
-    ap.add_argument("--rates", default="500,1000,2000,4000,8000,12000",
+    ap.add_argument("--rates", default=rates,
                     help="offered rates (exchanges/s), stepped in this order")
     ap.add_argument("--clients", type=int, default=100000, help="perfdhcp -R")
-    ap.add_argument("--macs", choices=("sequential", "random"), default="sequential",
-                    help="client MACs: perfdhcp's own (base + counter, -R) or a list of "
-                         "--clients random MACs picked at random per exchange (-M)")
-    ap.add_argument("--seed", type=int, default=1, help="seed for --macs random")
     ap.add_argument("--max-loss", type=float, default=1.0,
                     help="end-to-end loss (%%) a step may have and still count")
     ap.add_argument("--stop-after", type=int, default=2,
-                    help="stop stepping a server after this many steps in a row over the limit")
+                    help=f"stop stepping a {subject} after this many steps in a row over "
+                         "the limit")
     ap.add_argument("--min-rate", type=int, default=100,
                     help="if the lowest rate fails, halve it down to this before giving up")
-    ap.add_argument("--fresh-each-step", action="store_true",
-                    help="restart the server on an empty lease store before every step "
-                         "(default: one start per server, leases accumulate over the steps)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="run the whole server sequence this many times; ratios use medians")
     ap.add_argument("--refine", type=int, default=2,
                     help="bisection steps between the best passing and first failing rate")
     ap.add_argument("--busy-warn", type=float, default=30.0,
                     help="warn when other CPU use (%% of one CPU) exceeds this during a step")
-    ap.add_argument("--quiet-budget", type=float, default=30.0,
-                    help="seconds each server may spend waiting for other processes to "
+    ap.add_argument("--quiet-budget", type=float, default=quiet_budget,
+                    help=f"seconds each {subject} may spend waiting for other processes to "
                          "leave the CPUs and re-running steps they disturbed (0: never)")
-    ap.add_argument("--start-timeout", type=float, default=30.0)
+    ap.add_argument("--start-timeout", type=float, default=30.0,
+                    help="max seconds for one server process to start")
     ap.add_argument("--drain-timeout", type=float, default=15.0,
-                    help="max seconds to wait for a server to go idle between steps")
+                    help="max seconds to wait for the server(s) to go idle between steps")
     ap.add_argument("--exit-wait", type=float, default=1.0,
                     help="seconds perfdhcp waits for answers after the period (-W); 0 = none")
     ap.add_argument("--kea-socket", choices=("udp", "raw"), default="udp",
                     help="Kea dhcp-socket-type (relayed traffic only needs udp)")
     ap.add_argument("--perfdhcp-arg", action="append", default=[],
-                    help="extra argument passed to perfdhcp (repeatable)")
+                    help="extra argument passed to the stepping perfdhcp (repeatable)")
     ap.add_argument("--venv", default=os.path.join(ROOT, ".venv"),
                     help="virtualenv holding dhcpfo's twistd and dhcpfo-ctl")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--keep-workdir", action="store_true",
                     help="keep configs, logs and lease files (path is printed)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print perfdhcp's full output")
-    args = ap.parse_args(argv)
-    args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    for s in args.servers:
-        if s not in SERVERS:
-            ap.error(f"unknown server {s!r} (choose from {', '.join(SERVERS)})")
-    args.rates = [int(r) for r in args.rates.split(",") if r.strip()]
-    if not args.rates or min(args.rates) <= 0:
+
+
+def parse_choices(ap, text, known, what):
+    """A comma-separated list of names from ``known``, or a usage error."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if n not in known:
+            ap.error(f"unknown {what} {n!r} (choose from {', '.join(known)})")
+    return names
+
+
+def parse_rates(ap, text):
+    rates = [int(r) for r in text.split(",") if r.strip()]
+    if not rates or min(rates) <= 0:
         ap.error("--rates needs positive integers")
+    return rates
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_stepping_arguments(ap, "500,1000,2000,4000,8000,12000")
+    ap.add_argument("--servers", default="dhcpfo,kea,dnsmasq",
+                    help="comma-separated, run in this order (dhcpfo, kea, dnsmasq)")
+    ap.add_argument("--macs", choices=("sequential", "random"), default="sequential",
+                    help="client MACs: perfdhcp's own (base + counter, -R) or a list of "
+                         "--clients random MACs picked at random per exchange (-M)")
+    ap.add_argument("--seed", type=int, default=1, help="seed for --macs random")
+    ap.add_argument("--fresh-each-step", action="store_true",
+                    help="restart the server on an empty lease store before every step "
+                         "(default: one start per server, leases accumulate over the steps)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the whole server sequence this many times; ratios use medians")
+    args = ap.parse_args(argv)
+    args.servers = parse_choices(ap, args.servers, SERVERS, "server")
+    args.rates = parse_rates(ap, args.rates)
     return args
 
 

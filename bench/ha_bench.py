@@ -973,40 +973,15 @@ def print_report(results: list[Result], pairs_info: dict, takeovers: list[Takeov
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    db.add_stepping_arguments(ap, "500,1000,2000,3000,4000,6000,8000", subject="pair",
+                              quiet_budget=20.0)
     ap.add_argument("--pairs", default="dhcpfo,kea-mt,kea-ca",
                     help="comma-separated, run in this order (dhcpfo, kea-mt, kea-ca)")
-    ap.add_argument("--seconds", type=float, default=5.0, help="perfdhcp test period per step")
-    ap.add_argument("--rates", default="500,1000,2000,3000,4000,6000,8000",
-                    help="offered rates (exchanges/s), stepped in this order")
-    ap.add_argument("--clients", type=int, default=100000, help="perfdhcp -R")
-    ap.add_argument("--max-loss", type=float, default=1.0,
-                    help="end-to-end loss (%%) a step may have and still count")
-    ap.add_argument("--stop-after", type=int, default=2,
-                    help="stop stepping a pair after this many failed steps in a row")
-    ap.add_argument("--min-rate", type=int, default=100,
-                    help="if the lowest rate fails, halve it down to this")
-    ap.add_argument("--refine", type=int, default=2,
-                    help="bisection steps between the best passing and first failing rate")
-    ap.add_argument("--busy-warn", type=float, default=30.0,
-                    help="a step where other processes used more %% of a CPU is disturbed")
-    ap.add_argument("--quiet-budget", type=float, default=20.0,
-                    help="seconds per pair for waiting for a quiet machine / re-running "
-                         "disturbed steps")
-    ap.add_argument("--start-timeout", type=float, default=30.0,
-                    help="max seconds for one server process to start")
     ap.add_argument("--ha-timeout", type=float, default=90.0,
                     help="max seconds for a pair to be synced / in hot-standby")
-    ap.add_argument("--drain-timeout", type=float, default=15.0,
-                    help="max seconds to wait for the servers to go idle between steps")
-    ap.add_argument("--exit-wait", type=float, default=1.0,
-                    help="seconds perfdhcp waits for answers after the period (-W)")
-    ap.add_argument("--kea-socket", choices=("udp", "raw"), default="udp",
-                    help="Kea dhcp-socket-type")
     ap.add_argument("--kea-heartbeat-delay", type=int, default=10000,
                     help="Kea HA heartbeat-delay in ms (Kea's default 10000; the pair "
                          "moves one state per heartbeat, so start-up takes ~2-3 of them)")
-    ap.add_argument("--perfdhcp-arg", action="append", default=[],
-                    help="extra argument for the stepping perfdhcp (repeatable)")
     ap.add_argument("--dhcpfo-arg", action="append", default=[],
                     help="extra argument for both dhcpfo servers (repeatable), e.g. "
                          "--dhcpfo-arg=--failover-dead-after --dhcpfo-arg=1.5")
@@ -1018,20 +993,9 @@ def parse_args(argv=None):
     ap.add_argument("--takeover-timeout", type=float, default=15.0,
                     help="max seconds to wait for the secondary to serve after the kill")
     ap.add_argument("--seed", type=int, default=1, help="seed for the udhcpc MACs")
-    ap.add_argument("--venv", default=os.path.join(ROOT, ".venv"),
-                    help="virtualenv holding dhcpfo's twistd and dhcpfo-ctl")
-    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    ap.add_argument("--keep-workdir", action="store_true",
-                    help="keep configs, logs, databases and probe records")
-    ap.add_argument("-v", "--verbose", action="store_true", help="print perfdhcp's output")
     args = ap.parse_args(argv)
-    args.pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
-    for p in args.pairs:
-        if p not in PAIRS:
-            ap.error(f"unknown pair {p!r} (choose from {', '.join(PAIRS)})")
-    args.rates = [int(r) for r in args.rates.split(",") if r.strip()]
-    if not args.rates or min(args.rates) <= 0:
-        ap.error("--rates needs positive integers")
+    args.pairs = db.parse_choices(ap, args.pairs, PAIRS, "pair")
+    args.rates = db.parse_rates(ap, args.rates)
     # what dhcp_bench's machinery expects
     args.fresh_each_step = False
     args.macs = "sequential"
