@@ -6,7 +6,7 @@ Run as root from the repository root:
     .venv/bin/python bench/dns_bench.py [--rounds 5] [--seconds 10]
         [--clients 4] [--names 1000] [--json FILE]
 
-One lab is built (dhcpfo.lab): a bridge, a server host with 192.0.2.1/24
+One lab is built (tests.lab): a bridge, a server host with 192.0.2.1/24
 (dhcpfo) and 192.0.2.3/24 (dnsmasq) on its e0, and a client host
 192.0.2.2/24.  Both servers load the same /etc/hosts-format file of
 ``--names`` names (``hostN``, qualified under lab.test: dhcpfo with
@@ -38,7 +38,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from dhcpfo.lab import Lab, LabError, tail  # noqa: E402
+from tests.lab import Lab, LabError, tail  # noqa: E402
 
 DHCPFO_ADDR = "192.0.2.1"
 DNSMASQ_ADDR = "192.0.2.3"

@@ -39,3 +39,33 @@ class ILeaseStoreFactory(Interface):
 
     def makeStore(reactor, **parameters):
         """Return an :class:`ILeaseStore` built from the given parameters."""
+
+
+class IAllocationPolicy(Interface):
+    """What the DHCP engine asks before it answers or hands out an address.
+
+    This is the one seam between DHCP and failover (as Kea's HA hook is
+    between its engine and its partner): the engine only reads and calls a
+    policy; it never learns why.  :class:`dhcpfo.dhcp.policy.Standalone` is
+    the policy of a server alone; :class:`dhcpfo.failover.policy.FailoverPolicy`
+    is failover's, kept current by the coordinator.  The design rules named
+    here are those of docs/failover.md.
+    """
+
+    name = Attribute("The server name written as owner into every lease granted.")
+    serving = Attribute("True while this server answers DHCP at all (rule 5).")
+
+    def may_allocate_free():
+        """May a free address that has no lease record be allocated (rule 1)?"""
+
+    def may_allocate_reserve(owner):
+        """May a free address reserved for server ``owner`` be allocated?"""
+
+    def may_reuse(lease, now):
+        """May the address of ``lease`` (expired or released, another
+        client's) go to a new client at ``now`` (rules 1 and 2)?"""
+
+    def cap_expiry(ip, expiry, now):
+        """The expiry actually granted for address ``ip`` (dotted string)
+        when ``expiry`` was asked at ``now``: capped by MCLT beyond what the
+        peers acknowledged (rule 2)."""

@@ -65,7 +65,9 @@ class DHCPService(service.Service):
         subnets = build_subnets(self.config.ranges, interfaces)
         for iface in interfaces:
             iface.subnet = next((s for s in subnets if iface.address in s), None)
-        self.server = DHCPServer(self.config, subnets, self.table, self.reactor)
+        policy = self.failover.policy if self.failover is not None else None
+        self.server = DHCPServer(self.config, subnets, self.table, self.reactor,
+                                 policy=policy)
         if not self.store.durable:
             self._log.warn("lease store {store} is volatile: leases will not survive "
                            "a restart", store=self.config.lease_store)

@@ -15,7 +15,7 @@ import time
 
 from twisted.trial import unittest
 
-from dhcpfo.lab import Lab, LabError, tail
+from tests.lab import Lab, LabError, tail
 from tests.labskip import needs
 
 

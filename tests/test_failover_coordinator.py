@@ -7,6 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from dhcpfo.dhcp import packet as P
 from dhcpfo.failover.coordinator import (PRIMARY, SECONDARY, Coordinator,
                                          FailoverSettings, ReplicatedStore)
+from dhcpfo.failover.policy import FailoverPolicy
 from dhcpfo.failover.state import ACTIVE, PASSIVE, SYNCING
 from dhcpfo.leases.lease import ACTIVE as BOUND, BACKUP, Lease
 from dhcpfo.stores.memory import MemoryLeaseStore
@@ -38,8 +39,8 @@ class FakeLink:
 
 
 def coordinator(role, name="me", priority=0, ranges=BASIC, **kw):
-    server, iface, clock = make_server(ranges)
-    server.name = name
+    server, iface, clock = make_server(
+        ranges, policy=FailoverPolicy(name, kw.get("mclt", 3600.0), role == PRIMARY))
     store = MemoryLeaseStore()
     coord = Coordinator(FailoverSettings(name, role, priority, **kw), server,
                         server.table, store, clock)
@@ -51,19 +52,19 @@ class RoleTests(SynchronousTestCase):
         coord, server, _, clock, _ = coordinator(PRIMARY, peers=("s",))
         coord.start()
         self.assertEqual(coord.state, ACTIVE)
-        self.assertTrue(server.serving)
-        self.assertTrue(server.restricted)
+        self.assertTrue(server.policy.serving)
+        self.assertTrue(server.policy.restricted)
         sec = FakeLink("s", SECONDARY)
         coord.linkUp(sec)
-        self.assertTrue(server.restricted, "connected, but not yet exchanged")
+        self.assertTrue(server.policy.restricted, "connected, but not yet exchanged")
         coord.linkSynced(sec)
-        self.assertFalse(server.restricted)
+        self.assertFalse(server.policy.restricted)
 
     def test_standalone_primary_unrestricted(self):
         coord, server, _, clock, _ = coordinator(PRIMARY)
         coord.start()
-        self.assertTrue(server.serving)
-        self.assertFalse(server.restricted)
+        self.assertTrue(server.policy.serving)
+        self.assertFalse(server.policy.restricted)
 
     def test_secondary_passive_while_primary_connected(self):
         coord, server, _, clock, _ = coordinator(SECONDARY)
@@ -75,20 +76,20 @@ class RoleTests(SynchronousTestCase):
         self.assertEqual(coord.state, PASSIVE)
         clock.advance(10)
         self.assertEqual(coord.state, PASSIVE)
-        self.assertFalse(server.serving)
+        self.assertFalse(server.policy.serving)
         coord.linkDown(primary, "test")
         self.assertEqual(coord.state, ACTIVE)
-        self.assertTrue(server.serving)
-        self.assertTrue(server.restricted)
-        self.assertFalse(server.primary)
+        self.assertTrue(server.policy.serving)
+        self.assertTrue(server.policy.restricted)
+        self.assertFalse(server.policy.primary)
         # The primary comes back: exchange first, then passive again.
         again = FakeLink("p", PRIMARY)
         coord.linkUp(again)
         self.assertEqual(coord.state, SYNCING)
-        self.assertFalse(server.serving)
+        self.assertFalse(server.policy.serving)
         coord.linkSynced(again)
         self.assertEqual(coord.state, PASSIVE)
-        self.assertFalse(server.restricted)
+        self.assertFalse(server.policy.restricted)
 
     def test_two_secondaries_one_takes_over(self):
         high, _, _, hclock, _ = coordinator(SECONDARY, "s-high", priority=2)
@@ -108,14 +109,14 @@ class RoleTests(SynchronousTestCase):
         coord.start()
         sec = FakeLink("s", SECONDARY)
         coord.linkUp(sec)
-        self.assertTrue(server.serving)
-        self.assertTrue(server.restricted)
+        self.assertTrue(server.policy.serving)
+        self.assertTrue(server.policy.restricted)
         coord.linkSynced(sec)
         self.assertEqual(coord.state, ACTIVE)
-        self.assertFalse(server.restricted)
+        self.assertFalse(server.policy.restricted)
         coord.linkDown(sec, "gone")
-        self.assertTrue(server.restricted)
-        self.assertTrue(server.serving)
+        self.assertTrue(server.policy.restricted)
+        self.assertTrue(server.policy.serving)
 
 
 class ReplicationTests(SynchronousTestCase):
@@ -135,7 +136,7 @@ class ReplicationTests(SynchronousTestCase):
         self.assertNoResult(d)
         self.sec.ackAll()
         self.successResultOf(d)
-        self.assertEqual(self.server.acked_expiry["192.0.2.10"], 99.0)
+        self.assertEqual(self.server.policy.acked_expiry("192.0.2.10"), 99.0)
 
     def test_peer_lost_before_ack_fails_write(self):
         lease = Lease("192.0.2.10", b"\x01" * 6, b"", "", BOUND, 0.0, 99.0, "me", 5)
@@ -188,7 +189,7 @@ class SecondaryPolicyTests(SynchronousTestCase):
                                     "s", 1))
         self.server.table.put(Lease("192.0.2.10", bytes.fromhex("525400000001"),
                                     b"", "", BOUND, now - 100, now + 50, "p", 2))
-        self.server.acked_expiry["192.0.2.10"] = now + 50
+        self.server.policy.acknowledged("192.0.2.10", now + 50)
         self.coord.known.add("p")
         self.clock.advance(3)
         self.assertEqual(self.coord.state, ACTIVE)
@@ -220,25 +221,25 @@ class PartnerDownTests(SynchronousTestCase):
         self.clock.advance(3)
 
     def test_takeover_after_mclt(self):
-        self.assertTrue(self.server.restricted)
-        self.assertFalse(self.server.primary)
+        self.assertTrue(self.server.policy.restricted)
+        self.assertFalse(self.server.policy.primary)
         with self.assertRaises(ValueError):
             self.coord.declarePartnerDown("nobody", "test")
         self.coord.declarePartnerDown("p", "test")
         self.clock.advance(599)
-        self.assertFalse(self.server.primary)
+        self.assertFalse(self.server.policy.primary)
         offered = P.parse(self.server.handle(request(P.DISCOVER, MAC3),
                                              self.iface).data).yiaddr
         self.assertEqual(offered, ip("192.0.2.12"))
         self.assertIsNone(self.server.handle(
             request(P.DISCOVER, bytes.fromhex("52540000000a")), self.iface))
         self.clock.advance(1)
-        self.assertTrue(self.server.primary)
+        self.assertTrue(self.server.policy.primary)
         self.assertIsNotNone(self.server.handle(
             request(P.DISCOVER, bytes.fromhex("52540000000a")), self.iface))
         # The primary returns: partner-down ends.
         self.coord.linkUp(FakeLink("p", PRIMARY))
-        self.assertFalse(self.server.primary)
+        self.assertFalse(self.server.policy.primary)
         self.assertEqual(self.coord.partner_down, {})
 
     def test_automatic_declaration_is_opt_in(self):
@@ -251,7 +252,7 @@ class PartnerDownTests(SynchronousTestCase):
         clock.advance(60)
         self.assertIn("p", coord.partner_down)
         clock.advance(600)
-        self.assertTrue(server.primary)
+        self.assertTrue(server.policy.primary)
         coord.stop()
         self.assertEqual([c for c in clock.getDelayedCalls() if c.active()], [])
 

@@ -1,6 +1,6 @@
 """
 Integration tests: dhcpfo against real DHCP clients, relays and perfdhcp in
-network-namespace labs built with :mod:`dhcpfo.lab`.
+network-namespace labs built with :mod:`tests.lab`.
 
 Every test builds its own lab (prefix ``dfo<pid>...``) in setUp and removes
 it in a cleanup, even when the test fails.  They need root and the Debian
@@ -13,7 +13,7 @@ import time
 
 from twisted.trial import unittest
 
-from dhcpfo.lab import Lab, LabError, tail
+from tests.lab import Lab, LabError, tail
 from tests.labskip import needs
 
 

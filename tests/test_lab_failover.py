@@ -35,7 +35,7 @@ import time
 from twisted.python import log
 from twisted.trial import unittest
 
-from dhcpfo.lab import Lab, LabError
+from tests.lab import Lab, LabError
 from tests.labskip import needs
 
 

@@ -28,7 +28,7 @@ def request(mtype, mac=MAC1, xid=1, options=(), **fields):
     return P.parse(P.Packet(xid=xid, chaddr=mac, options=opts, **fields).encode())
 
 
-def make_server(args, clock=None, authoritative=False):
+def make_server(args, clock=None, authoritative=False, policy=None):
     pairs = [(n, v, "test") for n, v in args]
     if authoritative:
         pairs.append(("dhcp-authoritative", None, "test"))
@@ -40,7 +40,7 @@ def make_server(args, clock=None, authoritative=False):
     iface.subnet = next(s for s in subnets if iface.address in s)
     clock = clock or Clock()
     clock.advance(1_800_000_000)
-    server = DHCPServer(config, subnets, LeaseTable(), clock)
+    server = DHCPServer(config, subnets, LeaseTable(), clock, policy=policy)
     return server, iface, clock
 
 

@@ -728,7 +728,7 @@ class EndToEndTests(TestCase):
 
     def setUp(self):
         import shutil
-        from dhcpfo.lab import Lab
+        from tests.lab import Lab
         if SLAPD_SKIP:
             raise self.skipTest(SLAPD_SKIP)
         if not shutil.which("dhclient", path="/usr/sbin:/sbin:/usr/bin"):

@@ -11,8 +11,9 @@ from collections import Counter
 
 from twisted.logger import Logger
 
+from dhcpfo.addr import INFINITE, expiry_after, ip_int, ip_str
 from dhcpfo.dhcp import packet as P
-from dhcpfo.dhcp.pool import ip_int, ip_str
+from dhcpfo.dhcp.policy import Standalone
 from dhcpfo.leases.hlc import HybridLogicalClock
 from dhcpfo.leases.lease import (ACTIVE, BACKUP, DECLINED, RELEASED, Lease,
                                  client_key)
@@ -57,27 +58,19 @@ class DHCPServer:
 
     _log = Logger()
 
-    def __init__(self, config, subnets, table, clock, hlc=None):
+    def __init__(self, config, subnets, table, clock, hlc=None, policy=None):
         self.config = config
         self.subnets = subnets
         self.table = table
         self.clock = clock
         self.hlc = hlc or HybridLogicalClock(clock)
-        self.name = config.server_name
+        # Who may answer, what may be allocated, how long a lease may run:
+        # failover's business, asked through one documented interface
+        # (dhcpfo.interfaces.IAllocationPolicy).
+        self.policy = policy or Standalone(config.server_name)
+        self.name = self.policy.name
         self.authoritative = config.authoritative
         self.stats = Counter()
-        # Failover policy (dhcpfo.failover sets these; alone, they stay so):
-        # serving: answer DHCP at all (a passive secondary does not);
-        # primary: free addresses nobody reserved are ours to allocate;
-        # restricted: a peer that may act on its own is unreachable, so new
-        # addresses only from what we own, and lease times capped by MCLT
-        # beyond what the peers acknowledged (design rules 1 and 2).
-        self.serving = True
-        self.primary = True
-        self.restricted = False
-        self.mclt = 3600.0
-        self.acked_expiry = {}  # ip str -> expiry every peer has acknowledged
-        self.adopted = frozenset()  # partner-down peers whose reserves are ours
         self._offers = {}       # ip int -> (client key, expires)
         self._offer_of = {}     # client key -> ip int
         self._hosts_by_mac = {}
@@ -140,7 +133,7 @@ class DHCPServer:
         values[P.SERVER_ID] = server_id
         if lease_time is not None:
             values[P.LEASE_TIME] = _U32.pack(lease_time)
-            if lease_time != 0xFFFFFFFF:
+            if lease_time != INFINITE:
                 values[P.RENEWAL_TIME] = _U32.pack(lease_time // 2)
                 values[P.REBINDING_TIME] = _U32.pack(lease_time * 7 // 8)
         ordered = []
@@ -194,7 +187,7 @@ class DHCPServer:
         """Decide about one parsed request; None means stay silent."""
         stats = self.stats
         stats["received"] += 1
-        if not self.serving:
+        if not self.policy.serving:
             stats["passive"] += 1
             return None
         if pkt.op != P.BOOTREQUEST:
@@ -240,11 +233,10 @@ class DHCPServer:
             return False
         lease = self.table.by_ip.get(ip_str(ip))
         if lease is None:
-            if not self.primary and reserved is None:
-                return False  # a secondary allocates only from its reserve
+            if reserved is None and not self.policy.may_allocate_free():
+                return False  # e.g. a secondary allocates only from its reserve
         elif lease.state == BACKUP:
-            if (lease.owner != self.name and lease.owner not in self.adopted
-                    and reserved is None):
+            if reserved is None and not self.policy.may_allocate_reserve(lease.owner):
                 return False  # another server's reserve
         else:
             if lease.expiry > now:
@@ -252,12 +244,9 @@ class DHCPServer:
                     return False
                 if lease.state == ACTIVE and lease.key != key:
                     return False
-            if lease.key != key and reserved is None:
-                if not self.primary:
-                    return False
-                if (self.restricted and lease.state == ACTIVE
-                        and now < lease.expiry + self.mclt):
-                    return False  # a peer may have extended it unseen
+            if (lease.key != key and reserved is None
+                    and not self.policy.may_reuse(lease, now)):
+                return False  # e.g. a peer may have extended it unseen
         offer = self._offers.get(ip)
         if offer is not None and offer[0] != key and offer[1] > now:
             return False
@@ -405,12 +394,11 @@ class DHCPServer:
             return self._nak(pkt, iface, "address no longer in a dynamic range")
         lease_time = self._lease_time(pkt, subnet, rng, host)
         hostname = self._hostname(pkt, host)
-        expiry = now + lease_time if lease_time != 0xFFFFFFFF else float(1 << 62)
-        if self.restricted:
-            ceiling = max(self.acked_expiry.get(ip_str(ip), now), now) + self.mclt
-            if expiry > ceiling:
-                expiry = ceiling
-                lease_time = int(ceiling - now)
+        expiry = expiry_after(now, lease_time)
+        capped = self.policy.cap_expiry(ip_str(ip), expiry, now)
+        if capped < expiry:
+            expiry = capped
+            lease_time = int(capped - now)
         new = Lease(ip_str(ip), pkt.chaddr[:pkt.hlen], client_id, hostname, ACTIVE,
                     now, expiry, self.name, self.hlc.now())
         commit = [new]

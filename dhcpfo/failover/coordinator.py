@@ -78,8 +78,7 @@ class Coordinator:
         self._grace_over = False
         self._rebalancer = None
         self._me = precedence(settings.role, settings.priority, settings.name)
-        server.mclt = settings.mclt
-        server.name = settings.name  # leases and reserves carry the failover name
+        self.policy = server.policy  # ours (FailoverPolicy); the server reads it
         self._apply()
         table.listeners.append(self._noticeOwner)
 
@@ -183,14 +182,14 @@ class Coordinator:
                 announce(new)
 
     def _apply(self):
-        server = self.server
-        server.serving = self.machine.state == ACTIVE
-        server.primary = self.settings.role == PRIMARY or any(
-            self._roles.get(name) == PRIMARY for name in self.taken_over)
-        server.adopted = frozenset(self.taken_over)
-        # Until the databases are exchanged we do not know what a peer did
-        # while we could not hear it: connected is not enough.
-        server.restricted = bool(self.known - self.synced)
+        self.policy.update(
+            serving=self.machine.state == ACTIVE,
+            primary=self.settings.role == PRIMARY or any(
+                self._roles.get(name) == PRIMARY for name in self.taken_over),
+            adopted=self.taken_over,
+            # Until the databases are exchanged we do not know what a peer
+            # did while we could not hear it: connected is not enough.
+            restricted=bool(self.known - self.synced))
 
     @property
     def state(self):
@@ -225,11 +224,10 @@ class Coordinator:
                 ip=conflict.ip, winner=conflict.winner.hwaddr.hex(":"),
                 wowner=conflict.winner.owner, loser=conflict.loser.hwaddr.hex(":"),
                 lowner=conflict.loser.owner)
-        acked = self.server.acked_expiry
         for lease in leases:
             current = self.table.get(lease.ip)
             if current is not None:
-                acked[lease.ip] = current.expiry
+                self.policy.acknowledged(lease.ip, current.expiry)
         if not accepted:
             return defer.succeed(None)
         return self.store.write(accepted)
@@ -285,7 +283,7 @@ class Coordinator:
         not over the (possibly huge) ranges."""
         from dhcpfo.dhcp.pool import ip_int
         import socket
-        restricted = self.server.restricted
+        restricted = self.policy.restricted
         mclt = self.settings.mclt
         result = {r.index: (set(), {}) for r in ranges}
         for lease in self.table:
@@ -407,8 +405,8 @@ class Coordinator:
         return {"role": self.settings.role, "state": self.state,
                 "partner_down": {n: {"takeover_at": t, "done": n in self.taken_over}
                                  for n, t in self.partner_down.items()},
-                "serving_dhcp": self.server.serving,
-                "restricted": self.server.restricted, "peers": peers,
+                "serving_dhcp": self.policy.serving,
+                "restricted": self.policy.restricted, "peers": peers,
                 "conflicts": [c.as_json() for c in self.conflicts[-100:]],
                 "conflict_count": len(self.conflicts)}
 
@@ -439,9 +437,9 @@ class ReplicatedStore:
                     pending[1] = result
                 result = None
             elif peers and result:  # every peer we know of has them
-                acked = self._coordinator.server.acked_expiry
+                policy = self._coordinator.policy
                 for lease in leases:
-                    acked[lease.ip] = lease.expiry
+                    policy.acknowledged(lease.ip, lease.expiry)
             pending[0] -= 1
             if pending[0] == 0:
                 if pending[1] is None:

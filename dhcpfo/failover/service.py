@@ -10,6 +10,7 @@ from dhcpfo.failover import commands
 from dhcpfo.failover.coordinator import Coordinator, FailoverSettings, ReplicatedStore
 from dhcpfo.failover.options import pool_description
 from dhcpfo.failover.peer import PeerFactory
+from dhcpfo.failover.policy import FailoverPolicy
 
 
 class FailoverNode(service.MultiService):
@@ -33,6 +34,8 @@ class FailoverNode(service.MultiService):
         self.pool_digest = commands.pool_digest(self.pool_lines)
         self._ranges = [(r.start, r.end) for r in ranges]
         self.stats = Counter()
+        self.policy = FailoverPolicy(config.name, config.mclt,
+                                     primary=config.role == "primary")
         self.coordinator = None
         self.server = None
         self.table = None
