@@ -7,13 +7,14 @@ group commit is about what happens while that thread is busy.
 import os
 import sqlite3
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, threads
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from dhcpfo.interfaces import ILeaseStore, ILeaseStoreFactory
 from dhcpfo.leases.lease import ACTIVE, RELEASED, Lease
 from dhcpfo.stores import registry
+from dhcpfo.stores import sqlite as sqlite_store
 from dhcpfo.stores.memory import MemoryLeaseStore
 from dhcpfo.stores.sqlite import SQLiteLeaseStore
 
@@ -65,6 +66,18 @@ class FailingCommit:
         return getattr(self.conn, name)
 
 
+class _NormalByDefault:
+    """The sqlite3 module of a build whose WAL default is synchronous=NORMAL."""
+
+    def connect(self, *args, **kwargs):
+        conn = sqlite3.connect(*args, **kwargs)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def __getattr__(self, name):
+        return getattr(sqlite3, name)
+
+
 class SQLiteStoreTests(TestCase):
 
     def setUp(self):
@@ -91,6 +104,25 @@ class SQLiteStoreTests(TestCase):
         self.addCleanup(conn.close)
         self.assertEqual(conn.execute("PRAGMA journal_mode").fetchone()[0], "wal")
         self.assertEqual(store.batches, 0)
+
+    @defer.inlineCallbacks
+    def test_every_commit_is_fsynced(self):
+        """The store sets synchronous=FULL (2) itself, on its own connection.
+
+        This SQLite's compiled-in default is FULL already, so reading the
+        setting alone would pass without the store's PRAGMA.  Builds with
+        SQLITE_DEFAULT_WAL_SYNCHRONOUS=1 (NORMAL) exist, and in WAL mode
+        NORMAL acknowledges commits a power loss can undo: the test hands the
+        store a connection that starts at NORMAL, as such a build would, and
+        reads the setting from the connection the store commits on, on the
+        store's thread (the setting is per connection).
+        """
+        self.patch(sqlite_store, "sqlite3", _NormalByDefault())
+        store, _ = yield self.openStore()
+        level = yield threads.deferToThreadPool(
+            reactor, store._pool,
+            lambda: store._conn.execute("PRAGMA synchronous").fetchone()[0])
+        self.assertEqual(level, 2)
 
     @defer.inlineCallbacks
     def test_reopen_returns_same_leases(self):

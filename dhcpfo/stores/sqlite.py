@@ -1,13 +1,15 @@
 """The embedded default lease store: SQLite in WAL mode on a thread of its own.
 
-Group commit: while one transaction is being written and fsynced, new writes
-queue; the next transaction takes all of them.  Under load one fsync covers
-many leases; when idle a write goes out at once.
+Group commit (:class:`~dhcpfo.leases.groupcommit.GroupCommit`): while one
+transaction is being written and fsynced, new writes queue; the next
+transaction takes all of them.  Under load one fsync covers many leases; when
+idle a write goes out at once.  ``synchronous=FULL`` makes every commit an
+fsync, so a write's Deferred fires only for leases that survive power loss.
 """
 
 import sqlite3
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -15,6 +17,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from dhcpfo.interfaces import ILeaseStore
+from dhcpfo.leases.groupcommit import GroupCommit
 from dhcpfo.leases.lease import Lease
 
 _SCHEMA = """
@@ -44,13 +47,18 @@ class SQLiteLeaseStore:
         self.path = path
         self._pool = ThreadPool(1, 1, name="dhcpfo-sqlite")
         self._conn = None
-        self._pending = []
-        self._waiters = []
-        self._busy = False
+        self._commits = GroupCommit(self._flush)
         self._closing = None
-        self._closeStarted = False
-        self.batches = 0
-        self.written = 0
+
+    @property
+    def batches(self):
+        """Transactions committed."""
+        return self._commits.flushes
+
+    @property
+    def written(self):
+        """Lease rows written by committed transactions."""
+        return self._commits.flushed
 
     def open(self):
         self._pool.start()
@@ -71,21 +79,15 @@ class SQLiteLeaseStore:
     def write(self, leases):
         if self._closing is not None:
             return fail(RuntimeError("lease store %s is closed" % self.path))
-        d = Deferred()
-        self._pending.extend(leases)
-        self._waiters.append(d)
-        if not self._busy:
-            self._flush()
-        return d
+        return self._commits.submit(leases)
 
-    def _flush(self):
-        batch, waiters = self._pending, self._waiters
-        self._pending, self._waiters = [], []
-        self._busy = True
+    def _flush(self, batch):
+        """One transaction for every lease written since the last one."""
         rows = [(l.ip, l.hwaddr, l.client_id, l.hostname, l.state, l.start,
                  l.expiry, l.owner, l.version) for l in batch]
         d = deferToThreadPool(self._reactor, self._pool, self._commit, rows)
-        d.addBoth(self._flushed, waiters, len(rows))
+        d.addErrback(self._failed, len(rows))
+        return d
 
     def _commit(self, rows):
         conn = self._conn
@@ -98,45 +100,29 @@ class SQLiteLeaseStore:
                 conn.execute("ROLLBACK")
             raise
 
-    def _flushed(self, result, waiters, count):
-        self._busy = False
-        if isinstance(result, Failure):
-            self._log.failure("writing {count} leases to {path} failed",
-                              result, count=count, path=self.path)
-            for d in waiters:
-                d.errback(result)
-        else:
-            self.batches += 1
-            self.written += count
-            for d in waiters:
-                d.callback(None)
-        if self._pending:
-            self._flush()
-        elif self._closing is not None:
-            self._finishClose()
+    def _failed(self, failure, count):
+        self._log.failure("writing {count} leases to {path} failed",
+                          failure, count=count, path=self.path)
+        return failure
 
     def close(self):
         if self._closing is None:
-            self._closing = Deferred()
             if not self._pool.started:
-                self._closeStarted = True
-                self._closing.callback(None)
-            elif not self._busy:
-                self._finishClose()
-        return self._closing
+                self._closing = succeed(None)
+            else:
+                self._closing = self._commits.close()
+                self._closing.addCallback(lambda _: deferToThreadPool(
+                    self._reactor, self._pool, self._closeConnection))
+                self._closing.addBoth(self._stopped)
+        # Every caller gets its own Deferred firing with the one close.
+        d = Deferred()
+        self._closing.addBoth(lambda result: (d.callback(None), result)[1])
+        return d
 
-    def _finishClose(self):
-        if self._closeStarted:
-            return
-        self._closeStarted = True
-        closing = self._closing
-        d = deferToThreadPool(self._reactor, self._pool, self._closeConnection)
-
-        def stopped(result):
-            self._pool.stop()
-            closing.callback(None)
-            return result
-        d.addBoth(stopped)
+    def _stopped(self, result):
+        self._pool.stop()
+        if isinstance(result, Failure):
+            self._log.failure("closing {path} failed", result, path=self.path)
 
     def _closeConnection(self):
         if self._conn is not None:
