@@ -1,7 +1,9 @@
 """An example dhcpfo lease store: one JSON object per line, appended, fsynced.
 
 On open the file is replayed (the last line for an address wins).  Writes
-that arrive while one is being fsynced go out together (group commit).
+that arrive while one is being fsynced go out together: dhcpfo's
+:class:`~dhcpfo.leases.groupcommit.GroupCommit` does the batching, so this
+store only says how to append and fsync one batch.
 """
 
 import json
@@ -10,11 +12,11 @@ import os
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.plugin import IPlugin
-from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from dhcpfo.interfaces import ILeaseStore, ILeaseStoreFactory
+from dhcpfo.leases.groupcommit import GroupCommit
 from dhcpfo.leases.lease import Lease
 
 
@@ -42,8 +44,12 @@ class JSONLinesStore:
         self.path = path
         self._pool = ThreadPool(1, 1, name="jsonl-store")
         self._file = None
-        self._pending, self._waiters = [], []
-        self._busy = False
+        # GroupCommit does the batching and the durability bookkeeping:
+        # write() Deferreds fire, in order, only after an _append() that
+        # carried their leases returned (fsynced); a failed append fails
+        # only its own writes.  The bound keeps a stuck disk from eating
+        # memory: beyond it write() fails at once.
+        self._commits = GroupCommit(self._append, maxPending=1_000_000)
         self._closed = None
 
     def _run(self, f, *args):
@@ -65,50 +71,34 @@ class JSONLinesStore:
         return list(leases.values())
 
     def write(self, leases):
-        d = Deferred()
-        self._pending.extend(leases)
-        self._waiters.append(d)
-        if not self._busy:
-            self._flush()
-        return d
+        return self._commits.submit(leases)
 
-    def _flush(self):
-        text = "".join(_encode(lease) for lease in self._pending)
-        waiters = self._waiters
-        self._pending, self._waiters = [], []
-        self._busy = True
-        self._run(self._append, text).addBoth(self._done, waiters)
+    def _append(self, leases):
+        text = "".join(_encode(lease) for lease in leases)
+        return self._run(self._appendNow, text)
 
-    def _append(self, text):
+    def _appendNow(self, text):
         self._file.write(text)
         self._file.flush()
         os.fsync(self._file.fileno())
 
-    def _done(self, result, waiters):
-        self._busy = False
-        for d in waiters:
-            if isinstance(result, Failure):
-                d.errback(result)
-            else:
-                d.callback(None)
-        if self._pending:
-            self._flush()
-
     def close(self):
-        if self._closed is not None:
-            return self._closed
-        d = self._closed = Deferred()
-
-        def finish():
-            if self._busy:
-                self._reactor.callLater(0.01, finish)
-                return
-            if self._file is not None:
-                self._file.close()
-            self._pool.stop()
-            d.callback(None)
-        finish()
+        if self._closed is None:
+            self._closed = self._commits.close()   # waits for queued writes
+            self._closed.addCallback(lambda _: self._run(self._closeFile))
+            self._closed.addBoth(self._stopped)
+        d = Deferred()
+        self._closed.addBoth(lambda result: (d.callback(None), result)[1])
         return d
+
+    def _closeFile(self):
+        if self._file is not None:
+            self._file.close()
+
+    def _stopped(self, result):
+        if self._pool.started:
+            self._pool.stop()
+        return None
 
 
 @implementer(IPlugin, ILeaseStoreFactory)
