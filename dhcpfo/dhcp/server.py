@@ -3,32 +3,28 @@
 :meth:`DHCPServer.handle` takes a parsed request and the interface it came in
 on and returns a :class:`Decision`: the reply bytes, where to send them and
 the leases that must be durable before they may be sent.  It does no I/O.
+The bytes themselves are written by :mod:`dhcpfo.dhcp.reply`.
 """
 
-import socket
 import struct
 from collections import Counter
 
 from twisted.logger import Logger
 
-from dhcpfo.addr import INFINITE, expiry_after, ip_int, ip_str
+from dhcpfo.addr import (expiry_after, int_from_bytes, int_from_str, ip_bytes,
+                         ip_str, str_from_bytes)
 from dhcpfo.dhcp import packet as P
+from dhcpfo.dhcp import reply
+from dhcpfo.dhcp.offers import Offers
 from dhcpfo.dhcp.policy import Standalone
 from dhcpfo.leases.hlc import HybridLogicalClock
 from dhcpfo.leases.lease import (ACTIVE, BACKUP, DECLINED, RELEASED, Lease,
                                  client_key)
 
-OFFER_TIMEOUT = 30.0          # an offered address is held this long for its client
 DECLINE_PROBATION = 600.0     # a declined address rests this long (as dnsmasq)
 EXHAUSTED_LOG_INTERVAL = 60.0
-_OPTION_CACHE_LIMIT = 4096
-
-_BROADCAST = ("255.255.255.255", 68)
-_U32 = struct.Struct("!I")
-_REPLY_HEAD = struct.Struct("!BBBBIHH4s4s4s4s16s")
-_SNAME_FILE = b"\x00" * 192
-_MANDATORY = (P.SERVER_ID, P.LEASE_TIME, P.RENEWAL_TIME, P.REBINDING_TIME,
-              P.SUBNET_MASK)
+_RELAY_CACHE_LIMIT = 4096
+_U32 = struct.Struct("!I")  # a lease-time option
 
 
 class Decision:
@@ -71,8 +67,8 @@ class DHCPServer:
         self.name = self.policy.name
         self.authoritative = config.authoritative
         self.stats = Counter()
-        self._offers = {}       # ip int -> (client key, expires)
-        self._offer_of = {}     # client key -> ip int
+        self.offers = Offers()
+        self._offered = self.offers.by_ip
         self._hosts_by_mac = {}
         self._hosts_by_id = {}
         self._reserved = {}     # ip int -> HostReservation
@@ -83,78 +79,10 @@ class DHCPServer:
                 self._hosts_by_id[host.client_id] = host
             if host.ip is not None:
                 self._reserved[host.ip] = host
-        self._base_options = self._collect_options()
-        self._option_sets = {}
-        self._option_bytes = {}
+        self.replies = reply.ReplyEncoder(config)
         self._relay_subnets = {}
 
     # -- configuration-derived lookups -------------------------------------
-
-    def _collect_options(self):
-        base = {}
-        if self.config.domain:
-            base[P.DOMAIN_NAME] = self.config.domain.encode("ascii")
-        return base
-
-    def _options_for(self, subnet, rng, host):
-        """code -> value for a client: global, then tagged (range/host) settings."""
-        key = (id(subnet), rng.index if rng is not None else -1, id(host))
-        found = self._option_sets.get(key)
-        if found is not None:
-            return found
-        tags = set()
-        if rng is not None and rng.tag:
-            tags.add(rng.tag)
-        if host is not None:
-            tags.update(host.tags)
-        values = {P.SUBNET_MASK: subnet.netmask_bytes,
-                  P.BROADCAST_ADDRESS: subnet.broadcast_bytes}
-        values.update(self._base_options)
-        for setting in self.config.options:
-            if not setting.tags:
-                values[setting.code] = setting.value
-        for setting in self.config.options:
-            if setting.tags and tags.issuperset(setting.tags):
-                values[setting.code] = setting.value
-        if host is not None and host.hostname:
-            values[P.HOSTNAME] = host.hostname.encode("ascii")
-        values = {code: value for code, value in values.items() if value}
-        self._option_sets[key] = values
-        return values
-
-    def _encoded_options(self, subnet, rng, host, prl, server_id, lease_time):
-        """The options after message type, cached per (option set, PRL, ...)."""
-        key = (id(subnet), rng.index if rng is not None else -1, id(host), prl,
-               server_id, lease_time)
-        found = self._option_bytes.get(key)
-        if found is not None:
-            return found
-        values = dict(self._options_for(subnet, rng, host))
-        values[P.SERVER_ID] = server_id
-        if lease_time is not None:
-            values[P.LEASE_TIME] = _U32.pack(lease_time)
-            if lease_time != INFINITE:
-                values[P.RENEWAL_TIME] = _U32.pack(lease_time // 2)
-                values[P.REBINDING_TIME] = _U32.pack(lease_time * 7 // 8)
-        ordered = []
-        seen = set()
-        if prl:
-            for code in prl:
-                if code in values and code not in seen:
-                    ordered.append((code, values[code]))
-                    seen.add(code)
-        for code in _MANDATORY:
-            if code in values and code not in seen:
-                ordered.append((code, values[code]))
-                seen.add(code)
-        if not prl:
-            for code, value in values.items():
-                if code not in seen:
-                    ordered.append((code, value))
-        if len(self._option_bytes) >= _OPTION_CACHE_LIMIT:
-            self._option_bytes.clear()
-        found = self._option_bytes[key] = (P.encode_options(ordered), ordered)
-        return found
 
     def host_for(self, pkt, client_id):
         if client_id:
@@ -169,13 +97,13 @@ class DHCPServer:
         if giaddr != P.ZERO_IP:
             found = self._relay_subnets.get(giaddr)
             if found is None:
-                g = ip_int(giaddr)
+                g = int_from_bytes(giaddr)
                 found = next((s for s in self.subnets if g in s), False)
-                if len(self._relay_subnets) < _OPTION_CACHE_LIMIT:
+                if len(self._relay_subnets) < _RELAY_CACHE_LIMIT:
                     self._relay_subnets[giaddr] = found
             return found or None
         if pkt.ciaddr != P.ZERO_IP:
-            c = ip_int(pkt.ciaddr)
+            c = int_from_bytes(pkt.ciaddr)
             for s in self.subnets:
                 if c in s:
                     return s
@@ -247,10 +175,8 @@ class DHCPServer:
             if (lease.key != key and reserved is None
                     and not self.policy.may_reuse(lease, now)):
                 return False  # e.g. a peer may have extended it unseen
-        offer = self._offers.get(ip)
-        if offer is not None and offer[0] != key and offer[1] > now:
-            return False
-        return True
+        offer = self._offered.get(ip)   # (inline: the hot path)
+        return offer is None or offer[0] == key or offer[1] <= now
 
     def _held_by_other(self, ip, key, host, now):
         """Do we *know* that ``ip`` is someone else's (so a NAK is right)?"""
@@ -262,8 +188,7 @@ class DHCPServer:
                 lease.state == DECLINED
                 or (lease.state == ACTIVE and lease.key != key)):
             return True
-        offer = self._offers.get(ip)
-        return offer is not None and offer[0] != key and offer[1] > now
+        return self.offers.held_for_other(ip, key, now)
 
     def _allocate(self, subnet, key, host, now):
         for rng in subnet.ranges:
@@ -283,19 +208,19 @@ class DHCPServer:
         if host is not None and host.ip is not None and host.ip in subnet:
             if self._available(host.ip, key, host, now):
                 return host.ip
-        offered = self._offer_of.get(key)
+        offered = self.offers.of_client.get(key)
         if offered is not None and offered in subnet and self._available(
                 offered, key, host, now) and subnet.range_of(offered):
             return offered
         lease = self.table.for_client(key)
         if lease is not None and lease.state != DECLINED:
-            ip = ip_int(socket.inet_aton(lease.ip))
+            ip = int_from_str(lease.ip)
             if ip in subnet and subnet.range_of(ip) and self._available(
                     ip, key, host, now):
                 return ip
         requested = pkt.options.get(P.REQUESTED_ADDRESS)
         if requested is not None:
-            ip = ip_int(requested)
+            ip = int_from_bytes(requested)
             if ip in subnet and subnet.range_of(ip) and self._available(
                     ip, key, host, now):
                 return ip
@@ -326,17 +251,13 @@ class DHCPServer:
                                "exhausted (logged once a minute)",
                                subnet=subnet.describe(), client=key[1:].hex(":"))
             return None
-        previous = self._offer_of.get(key)
-        if previous is not None and previous != ip:
-            self._offers.pop(previous, None)
-        self._offers[ip] = (key, now + OFFER_TIMEOUT)
-        self._offer_of[key] = ip
+        self.offers.hold(ip, key, now)
         rng = subnet.range_of(ip)
         lease_time = self._lease_time(pkt, subnet, rng, host)
         self.stats["offer"] += 1
-        return Decision(self._reply(pkt, P.OFFER, ip.to_bytes(4, "big"), iface,
-                                    subnet, rng, host, lease_time),
-                        self._destination(pkt, P.OFFER), None, P.OFFER)
+        return Decision(self.replies.reply(pkt, P.OFFER, ip_bytes(ip), iface,
+                                           subnet, rng, host, lease_time),
+                        reply.destination(pkt, P.OFFER), None, P.OFFER)
 
     def _request(self, pkt, iface, subnet, host, key, client_id, now):
         options = pkt.options
@@ -345,9 +266,7 @@ class DHCPServer:
         if server_id is not None:
             if server_id != iface.address_bytes:
                 # SELECTING another server: our offer is not wanted.
-                offered = self._offer_of.pop(key, None)
-                if offered is not None:
-                    self._offers.pop(offered, None)
+                self.offers.drop_client(key)
                 self.stats["other_server"] += 1
                 return None
             if requested is None:
@@ -361,15 +280,16 @@ class DHCPServer:
         else:
             self.stats["malformed_request"] += 1
             return None
-        ip = ip_int(requested)
+        ip = int_from_bytes(requested)
         if ip not in subnet:
             if state == "selecting" or self.authoritative:
                 return self._nak(pkt, iface, "address not on this network")
             self.stats["not_ours"] += 1
             return None
-        lease = self.table.by_ip.get(ip_str(ip))
+        text = ip_str(ip)
+        lease = self.table.by_ip.get(text)
         mine = lease is not None and lease.key == key and lease.state != DECLINED
-        offer = self._offers.get(ip)
+        offer = self._offered.get(ip)
         offered = offer is not None and offer[0] == key
         reserved_here = host is not None and host.ip is not None and host.ip in subnet
         if reserved_here and host.ip != ip:
@@ -395,11 +315,11 @@ class DHCPServer:
         lease_time = self._lease_time(pkt, subnet, rng, host)
         hostname = self._hostname(pkt, host)
         expiry = expiry_after(now, lease_time)
-        capped = self.policy.cap_expiry(ip_str(ip), expiry, now)
+        capped = self.policy.cap_expiry(text, expiry, now)
         if capped < expiry:
             expiry = capped
             lease_time = int(capped - now)
-        new = Lease(ip_str(ip), pkt.chaddr[:pkt.hlen], client_id, hostname, ACTIVE,
+        new = Lease(text, pkt.chaddr[:pkt.hlen], client_id, hostname, ACTIVE,
                     now, expiry, self.name, self.hlc.now())
         commit = [new]
         previous = self.table.for_client(key)
@@ -410,14 +330,11 @@ class DHCPServer:
             self.table.put(released)
             commit.insert(0, released)
         self.table.put(new)
-        if offered:
-            del self._offers[ip]
-        if self._offer_of.get(key) == ip:
-            del self._offer_of[key]
+        self.offers.taken(ip, key)
         self.stats["ack"] += 1
-        return Decision(self._reply(pkt, P.ACK, requested, iface, subnet, rng, host,
-                                    lease_time),
-                        self._destination(pkt, P.ACK), commit, P.ACK)
+        return Decision(self.replies.reply(pkt, P.ACK, requested, iface, subnet,
+                                           rng, host, lease_time),
+                        reply.destination(pkt, P.ACK), commit, P.ACK)
 
     def _hostname(self, pkt, host):
         if host is not None and host.hostname:
@@ -434,7 +351,7 @@ class DHCPServer:
         return ""
 
     def _release(self, pkt, key, now):
-        lease = self.table.by_ip.get(socket.inet_ntoa(pkt.ciaddr))
+        lease = self.table.by_ip.get(str_from_bytes(pkt.ciaddr))
         if lease is None or lease.key != key or lease.state != ACTIVE:
             self.stats["release_unknown"] += 1
             return None
@@ -449,18 +366,16 @@ class DHCPServer:
         if requested is None:
             self.stats["decline_unknown"] += 1
             return None
-        ip = socket.inet_ntoa(requested)
+        ip = str_from_bytes(requested)
         lease = self.table.by_ip.get(ip)
-        offer = self._offers.get(ip_int(requested))
         if not ((lease is not None and lease.key == key)
-                or (offer is not None and offer[0] == key)):
+                or self.offers.held_for(int_from_bytes(requested), key)):
             self.stats["decline_unknown"] += 1
             return None
         declined = Lease(ip, pkt.chaddr[:pkt.hlen], client_id, "", DECLINED, now,
                          now + DECLINE_PROBATION, self.name, self.hlc.now())
         self.table.put(declined)
-        self._offers.pop(ip_int(requested), None)
-        self._offer_of.pop(key, None)
+        self.offers.declined(int_from_bytes(requested), key)
         self.stats["decline"] += 1
         self._log.warn("{client} declined {ip}: another host uses it; it rests "
                        "{seconds:.0f}s", client=key[1:].hex(":"), ip=ip,
@@ -469,106 +384,26 @@ class DHCPServer:
 
     def _inform(self, pkt, iface, subnet, host):
         self.stats["inform"] += 1
-        ciaddr = ip_int(pkt.ciaddr)
+        ciaddr = int_from_bytes(pkt.ciaddr)
         rng = subnet.range_of(ciaddr)
-        data = self._reply(pkt, P.ACK, P.ZERO_IP, iface, subnet, rng, host, None)
-        if pkt.giaddr != P.ZERO_IP:
-            dest = (socket.inet_ntoa(pkt.giaddr), 67)
-        elif pkt.ciaddr != P.ZERO_IP:
-            dest = (socket.inet_ntoa(pkt.ciaddr), 68)
-        else:
-            dest = _BROADCAST
-        return Decision(data, dest, None, P.INFORM)
+        data = self.replies.reply(pkt, P.ACK, P.ZERO_IP, iface, subnet, rng, host, None)
+        return Decision(data, reply.destination(pkt, P.ACK), None, P.INFORM)
 
     def offered(self, ip):
-        offer = self._offers.get(ip)
-        return offer is not None and offer[1] > self.clock.seconds()
+        """Does a live offer hold ``ip`` (int)?"""
+        return self.offers.live(ip, self.clock.seconds())
 
     def offers_between(self, start, end):
         """How many live offers hold addresses in ``start..end`` (ints)."""
-        now = self.clock.seconds()
-        return sum(1 for ip, (_, expires) in self._offers.items()
-                   if start <= ip <= end and expires > now)
+        return self.offers.between(start, end, self.clock.seconds())
 
     def expire_offers(self):
         """Forget offers nobody took; called periodically."""
-        now = self.clock.seconds()
-        stale = [ip for ip, (_, expires) in self._offers.items() if expires <= now]
-        for ip in stale:
-            key = self._offers.pop(ip)[0]
-            if self._offer_of.get(key) == ip:
-                del self._offer_of[key]
-        return len(stale)
+        return self.offers.expire(self.clock.seconds())
 
-    # -- replies -----------------------------------------------------------
-
-    def _destination(self, pkt, mtype):
-        """RFC 2131 4.1: relay, then ciaddr, then broadcast.
-
-        A client with neither an address nor the broadcast flag should get a
-        unicast to yiaddr, which needs an ARP entry we cannot add through a
-        UDP socket; a broadcast reaches it just as well.
-        """
-        if pkt.giaddr != P.ZERO_IP:
-            return (socket.inet_ntoa(pkt.giaddr), 67)
-        if mtype != P.NAK and pkt.ciaddr != P.ZERO_IP:
-            return (socket.inet_ntoa(pkt.ciaddr), 68)
-        return _BROADCAST
-
-    def _reply(self, pkt, mtype, yiaddr, iface, subnet, rng, host, lease_time):
-        encoded, ordered = self._encoded_options(
-            subnet, rng, host, pkt.options.get(P.PARAMETER_REQUEST_LIST),
-            iface.address_bytes, lease_time)
-        limit = self._max_options_size(pkt)
-        relay = pkt.options.get(P.RELAY_AGENT_INFO)
-        extra = 3 + (len(relay) + 2 if relay is not None else 0)
-        if len(encoded) + extra > limit:
-            encoded = self._trim(ordered, limit - extra)
-        parts = [self._head(pkt, yiaddr if mtype != P.NAK else P.ZERO_IP, mtype),
-                 bytes((P.MESSAGE_TYPE, 1, mtype)), encoded]
-        if relay is not None:
-            parts.append(P.encode_options(((P.RELAY_AGENT_INFO, relay),)))
-        parts.append(b"\xff")
-        data = b"".join(parts)
-        return data if len(data) >= 300 else data.ljust(300, b"\x00")
-
-    @staticmethod
-    def _max_options_size(pkt):
-        """Room for options: the client's maximum (57) less IP/UDP and header."""
-        raw = pkt.options.get(P.MAX_MESSAGE_SIZE)
-        size = max(576, int.from_bytes(raw, "big")) if raw is not None else 576
-        return size - 28 - P.MIN_LENGTH
-
-    @staticmethod
-    def _trim(ordered, room):
-        kept = []
-        used = 0
-        for code, value in ordered:
-            cost = len(P.encode_options(((code, value),)))
-            if used + cost <= room or code in _MANDATORY:
-                kept.append((code, value))
-                used += cost
-        return P.encode_options(kept)
-
-    def _head(self, pkt, yiaddr, mtype):
-        flags = pkt.flags
-        ciaddr = pkt.ciaddr
-        if mtype == P.NAK:
-            ciaddr = P.ZERO_IP
-            if pkt.giaddr != P.ZERO_IP:
-                flags |= P.BROADCAST_FLAG
-        return _REPLY_HEAD.pack(
-            P.BOOTREPLY, pkt.htype, pkt.hlen, pkt.hops, pkt.xid, 0, flags, ciaddr,
-            yiaddr, P.ZERO_IP, pkt.giaddr, pkt.chaddr) + _SNAME_FILE + P.MAGIC
+    # -- replies (encoded by dhcpfo.dhcp.reply) ------------------------------
 
     def _nak(self, pkt, iface, why):
         self.stats["nak"] += 1
-        options = [(P.SERVER_ID, iface.address_bytes),
-                   (P.MESSAGE, why.encode("ascii"))]
-        relay = pkt.options.get(P.RELAY_AGENT_INFO)
-        if relay is not None:
-            options.append((P.RELAY_AGENT_INFO, relay))
-        data = b"".join((self._head(pkt, P.ZERO_IP, P.NAK),
-                         bytes((P.MESSAGE_TYPE, 1, P.NAK)),
-                         P.encode_options(options), b"\xff")).ljust(300, b"\x00")
-        return Decision(data, self._destination(pkt, P.NAK), None, P.NAK)
+        return Decision(reply.nak(pkt, iface.address_bytes, why),
+                        reply.destination(pkt, P.NAK), None, P.NAK)
