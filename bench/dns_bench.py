@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """DNS throughput of dhcpfo against dnsmasq on local names, in one namespace lab.
 
-Run as root from the repository root:
+Run as root from the checkout:
 
-    .venv/bin/python bench/dns_bench.py [--rounds 5] [--seconds 10]
+    .venv/bin/python -m bench.dns_bench [--rounds 5] [--seconds 10]
         [--clients 4] [--names 1000] [--json FILE]
 
 One lab is built (tests.lab): a bridge, a server host with 192.0.2.1/24
@@ -21,7 +21,7 @@ median: comparing within one run cancels out how busy the machine is.  On a
 shared machine the q/s ratio swings with other load; the ratio of CPU time
 per answer (answers per CPU second) is printed too and is much steadier.
 
-Lab rules (/work/shared/lab.md): documentation addresses only, namespaces
+Lab rules (those of tests.lab): documentation addresses only, namespaces
 with a per-run prefix, processes stopped by their recorded pid, everything
 removed at exit, even on failure.
 """
@@ -35,22 +35,13 @@ import shutil
 import statistics
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from tests.lab import Lab, LabError, tail
 
-from tests.lab import Lab, LabError, tail  # noqa: E402
+from bench.common import SBIN_PATH, cpu_seconds
 
 DHCPFO_ADDR = "192.0.2.1"
 DNSMASQ_ADDR = "192.0.2.3"
 CLIENT_ADDR = "192.0.2.2"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    """utime + stime of a process, in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def dnsperf(lab, server, queries, seconds, clients):
@@ -89,7 +80,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("dns_bench needs root (network namespaces)")
     for program in ("dnsperf", "dnsmasq"):
-        if shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
+        if shutil.which(program, path=SBIN_PATH) is None:
             sys.exit("%s is missing: apt-get install %s" % (
                 program, {"dnsmasq": "dnsmasq-base"}.get(program, program)))
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Durable lease writes per second of the lease stores (group commit).
 
-Run from the repository root (the LDAP rows need root, slapd and ldap-utils):
+Run from the checkout (the LDAP rows need root, slapd and ldap-utils):
 
-    .venv/bin/python bench/store_bench.py [--leases 20000] [--burst 100]
+    .venv/bin/python -m bench.store_bench [--leases 20000] [--burst 100]
         [--rate WRITES_PER_S] [--stores sqlite,ldap,ldap-nosync] [--json FILE]
 
 For each store, on fresh state: open it, then issue ``--leases`` single-lease
@@ -32,12 +32,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from twisted.internet import defer, task
 
-from twisted.internet import defer, task  # noqa: E402
-
-from dhcpfo.leases.lease import ACTIVE, Lease  # noqa: E402
+from dhcpfo.leases.lease import ACTIVE, Lease
 
 
 def lease(n):
