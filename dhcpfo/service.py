@@ -1,10 +1,20 @@
-"""The service tree: lease store, DHCP sockets and the control API, from one Config."""
+"""From one validated Config to the whole server: the only module that knows
+every side (DHCP, DNS, failover, stores, control).
+
+:func:`makeService` is the one entry point of ``twistd dhcpfo``
+(:mod:`dhcpfo.tap`) and of ``.tac`` files (docs/examples/dhcpfo.tac).  It
+makes every check that needs this machine or the installed plugins and
+raises :class:`~dhcpfo.config.ConfigError` for all of them, before any
+service starts, so both ways of running dhcpfo refuse the same
+configurations with the same messages.
+"""
 
 import socket
 
 from twisted.application import service, strports
-from twisted.internet import defer, task
+from twisted.internet import defer, error, task
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from dhcpfo.config import ConfigError
 from dhcpfo.dhcp import netif
@@ -17,56 +27,91 @@ from dhcpfo.stores import registry
 OFFER_SWEEP_INTERVAL = 30.0
 
 
+def resolve_interfaces(config):
+    """The interfaces to serve, with their addresses; :class:`ConfigError`
+    when a named one is missing or none is given and none fits a range."""
+    try:
+        if config.interfaces:
+            found = []
+            for name in config.interfaces:
+                address, netmask = netif.interface_address(name)
+                found.append(InterfaceInfo(name, address, netmask))
+            return found
+        candidates = []
+        for name in netif.ipv4_interfaces():
+            address, netmask = netif.interface_address(name)
+            candidates.append(InterfaceInfo(name, address, netmask))
+    except netif.InterfaceError as e:
+        raise ConfigError(str(e)) from None
+    found = [i for i in candidates
+             if any(r.start & i.netmask == i.address & i.netmask
+                    and r.netmask in (None, i.netmask) for r in config.ranges)]
+    if not found:
+        raise ConfigError("no interface has an address in a --dhcp-range; "
+                          "name one with --interface")
+    return found
+
+
+def make_store(config, reactor):
+    """The lease store of ``--lease-store``, checked against the installed
+    store plugins."""
+    try:
+        factory, params = registry.validate(config.lease_store)
+    except registry.StoreDescriptionError as e:
+        raise ConfigError("--lease-store=%s: %s" % (config.lease_store, e)) from None
+    try:
+        return factory.makeStore(reactor, **params)
+    except ValueError as e:
+        # ILeaseStoreFactory.makeStore: a parameter's value is wrong.
+        raise ConfigError("--lease-store=%s: %s" % (config.lease_store, e)) from None
+
+
+def make_failover_node(config, reactor):
+    """The failover node; certificate files are loaded and checked now."""
+    from dhcpfo.failover.service import FailoverNode
+    from dhcpfo.failover.tls import TLSConfigError, load_identity
+
+    fc = config.failover
+    identity = None
+    if not fc.insecure:
+        try:
+            identity = load_identity(fc.cert, fc.key, fc.ca, name=fc.name)
+        except TLSConfigError as e:
+            raise ConfigError(str(e)) from None
+    return FailoverNode(fc, config.ranges, reactor, identity)
+
+
 class DHCPService(service.Service):
-    """Opens the store, loads the leases, then listens on each interface."""
+    """Opens the store, loads the leases, then listens on each interface.
+
+    ``ready`` fires with this service once it serves, or fails with the
+    reason it cannot; it never stops the reactor itself.
+    """
 
     _log = Logger()
 
-    def __init__(self, config, reactor, store=None, port=67, interfaces=None,
+    def __init__(self, config, reactor, store, interfaces, subnets, port=67,
                  failover=None):
         self.config = config
         self.failover = failover
         self.reactor = reactor
-        self.store = store or registry.make_store(reactor, config.lease_store)
+        self.store = store
         self.port = port
         self.table = LeaseTable()
         self.server = None
         self.interfaces = interfaces
+        self.subnets = subnets
+        for iface in interfaces:
+            iface.subnet = next((s for s in subnets if iface.address in s), None)
         self.state = "starting"
         self._ports = []
         self._sweeper = None
         self.ready = defer.Deferred()
 
-    def resolveInterfaces(self):
-        names = self.config.interfaces
-        if not names:
-            candidates = []
-            for name in netif.ipv4_interfaces():
-                address, netmask = netif.interface_address(name)
-                candidates.append(InterfaceInfo(name, address, netmask))
-            ranges = self.config.ranges
-            return [i for i in candidates
-                    if any(r.start & i.netmask == i.address & i.netmask
-                           and r.netmask in (None, i.netmask) for r in ranges)]
-        found = []
-        for name in names:
-            address, netmask = netif.interface_address(name)
-            found.append(InterfaceInfo(name, address, netmask))
-        return found
-
     def startService(self):
         super().startService()
-        if self.interfaces is None:
-            self.interfaces = self.resolveInterfaces()
-        interfaces = self.interfaces
-        if not interfaces:
-            raise ConfigError("no interface to serve: none has an address in a "
-                              "--dhcp-range; name one with --interface")
-        subnets = build_subnets(self.config.ranges, interfaces)
-        for iface in interfaces:
-            iface.subnet = next((s for s in subnets if iface.address in s), None)
         policy = self.failover.policy if self.failover is not None else None
-        self.server = DHCPServer(self.config, subnets, self.table, self.reactor,
+        self.server = DHCPServer(self.config, self.subnets, self.table, self.reactor,
                                  policy=policy)
         if not self.store.durable:
             self._log.warn("lease store {store} is volatile: leases will not survive "
@@ -104,10 +149,7 @@ class DHCPService(service.Service):
 
     def _failed(self, failure):
         self.state = "failed"
-        self._log.failure("dhcpfo cannot start", failure)
         self.ready.errback(failure)
-        if self.reactor.running:
-            self.reactor.stop()
 
     @defer.inlineCallbacks
     def stopService(self):
@@ -121,37 +163,107 @@ class DHCPService(service.Service):
         self.state = "stopped"
 
 
-def make_failover_node(config, reactor):
-    """The failover node; raises TLSConfigError for unusable certificate files."""
-    from dhcpfo.failover.service import FailoverNode
-    from dhcpfo.failover.tls import load_identity
+class ServerService(service.MultiService):
+    """The whole server, run by the reactor it was made with.
 
-    fc = config.failover
-    identity = None
-    if not fc.insecure:
-        identity = load_identity(fc.cert, fc.key, fc.ca, name=fc.name)
-    return FailoverNode(fc, config.ranges, reactor, identity)
+    A start-up failure inside ``startService`` (a store that fails at once,
+    a DHCP port that cannot be bound) is raised from it, so twistd exits
+    with status 1 and the traceback, as for any service.  A failure after
+    ``startService`` returned (a store that fails to open later) is logged
+    as critical and stops ``reactor``: the process ends instead of running
+    on without DHCP.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor, dhcp):
+        super().__init__()
+        self.reactor = reactor
+        self.dhcp = dhcp
+        self._starting = False
+        self._outcome = None        # self once serving, or the Failure
+        self._observers = []
+        dhcp.ready.addCallbacks(self._started, self._cannotStart)
+
+    def whenReady(self):
+        """A Deferred that fires with this service once DHCP serves, or fails
+        with the reason it cannot start."""
+        if isinstance(self._outcome, Failure):
+            return defer.fail(self._outcome)
+        if self._outcome is not None:
+            return defer.succeed(self._outcome)
+        d = defer.Deferred()
+        self._observers.append(d)
+        return d
+
+    def startService(self):
+        self._starting = True
+        try:
+            super().startService()
+        finally:
+            self._starting = False
+        if isinstance(self._outcome, Failure):
+            self.stopService()
+            self._outcome.raiseException()
+
+    def _settle(self, outcome):
+        self._outcome = outcome
+        observers, self._observers = self._observers, []
+        for d in observers:
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)
+
+    def _started(self, _):
+        self._settle(self)
+
+    def _cannotStart(self, failure):
+        self._settle(failure)
+        if not self._starting:
+            self._log.failure("dhcpfo cannot start; stopping", failure)
+            self.reactor.callWhenRunning(self._stopReactor)
+
+    def _stopReactor(self):
+        try:
+            self.reactor.stop()
+        except error.ReactorNotRunning:
+            pass
 
 
 def makeService(config, reactor=None, interfaces=None):
-    """The whole server as one MultiService."""
+    """The whole server as one :class:`ServerService`, after every check.
+
+    :param config: a :class:`dhcpfo.config.Config`.
+    :param reactor: the reactor that runs it (default: the global one).
+    :param interfaces: ``InterfaceInfo``s to serve, instead of looking them
+        up on this machine (tests).
+    :raises ConfigError: for anything this machine or the installed
+        plugins cannot do: a missing interface, a range without a subnet,
+        an unknown lease store or parameter, unusable certificate files.
+    """
     if reactor is None:
         from twisted.internet import reactor
-    from dhcpfo.control.api import ControlResource
     from twisted.web.server import Site
 
-    top = service.MultiService()
+    from dhcpfo.control.api import ControlResource
+
+    if interfaces is None:
+        interfaces = resolve_interfaces(config)
+    subnets = build_subnets(config.ranges, interfaces)
+    store = make_store(config, reactor)
     node = None
     if config.failover is not None:
         node = make_failover_node(config, reactor)
+    dhcp = DHCPService(config, reactor, store, interfaces, subnets, failover=node)
+    top = ServerService(reactor, dhcp)
+    if node is not None:
         node.setName("failover")
         node.setServiceParent(top)
-    dhcp = DHCPService(config, reactor, interfaces=interfaces, failover=node)
     dhcp.setName("dhcp")
     dhcp.setServiceParent(top)
     dns = None
     if config.dns_port:
-        # After "dhcp": it starts first, so its interfaces are known.
         from dhcpfo.dns.service import DNSService
         dns = DNSService(config, dhcp.table, reactor, interfaces=interfaces, dhcp=dhcp)
         dns.setName("dns")

@@ -1,13 +1,15 @@
-"""``twistd dhcpfo``: dnsmasq-style options, validated, then the service tree."""
+"""``twistd dhcpfo``: dnsmasq-style options -> Config -> :func:`makeService`.
+
+``Options`` only parses (:mod:`dhcpfo.config`); every check against this
+machine and the installed plugins is :func:`dhcpfo.service.makeService`'s,
+the same one a ``.tac`` file calls.
+"""
 
 import sys
 
 from twisted.python import usage
 
 from dhcpfo import config as C
-from dhcpfo.dhcp import netif
-from dhcpfo.failover import options as failover_options
-from dhcpfo.stores import registry
 
 
 class Options(usage.Options):
@@ -20,6 +22,12 @@ class Options(usage.Options):
         super().__init__()
         self.pairs = []
 
+    def opt_version(self):
+        """Print dhcpfo's version and exit."""
+        import dhcpfo
+        print("dhcpfo %s" % dhcpfo.__version__)
+        sys.exit(0)
+
     def opt_conf_file(self, path):
         """Read name=value lines (dnsmasq.conf style) from this file."""
         try:
@@ -30,6 +38,7 @@ class Options(usage.Options):
     def postOptions(self):
         if any(name == "lease-store" and value == "help"
                for name, value, _ in self.pairs):
+            from dhcpfo.stores import registry
             print(registry.describe_stores())
             sys.exit(0)
         try:
@@ -56,28 +65,15 @@ for _name, _text in C.VALUED.items():
     setattr(Options, "opt_" + _name.replace("-", "_"), _valued(_name, _text))
 for _name, _text in C.FLAGS.items():
     setattr(Options, "opt_" + _name.replace("-", "_"), _flag(_name, _text))
-for _name, _text in failover_options.VALUED.items():
-    setattr(Options, "opt_" + _name.replace("-", "_"), _valued(_name, _text))
-for _name, _text in failover_options.FLAGS.items():
-    setattr(Options, "opt_" + _name.replace("-", "_"), _flag(_name, _text))
 
 
 def makeService(options, reactor=None):
-    from dhcpfo.service import DHCPService, makeService as make
-    config = options["config"]
-    probe = DHCPService(config, reactor, store=object())
+    """The IServiceMaker hook.  twistd lets any exception out of here end in
+    a traceback; a configuration that this machine cannot serve is an
+    operator's mistake, so it ends the process with the message alone
+    (status 1), the way twistd reports a bad option."""
+    from dhcpfo.service import makeService as make
     try:
-        interfaces = probe.resolveInterfaces()
-        if not interfaces:
-            raise C.ConfigError("no interface has an address in a --dhcp-range; "
-                                "name one with --interface")
-        from dhcpfo.dhcp.pool import build_subnets
-        build_subnets(config.ranges, interfaces)
-    except (C.ConfigError, netif.InterfaceError) as e:
-        raise usage.UsageError(str(e))
-    from dhcpfo.failover.tls import TLSConfigError
-    try:
-        return make(config, reactor, interfaces=interfaces)
-    except (TLSConfigError, ValueError) as e:
-        # A store or certificate parameter with a bad value: say which.
-        raise usage.UsageError(str(e))
+        return make(options["config"], reactor)
+    except C.ConfigError as e:
+        raise SystemExit("dhcpfo: cannot start: %s" % e)

@@ -1,13 +1,17 @@
-"""Configuration: dhcpfo.config.build/read_conf_file and the twistd Options."""
+"""Configuration: dhcpfo.config.build/read_conf_file, the twistd Options, and the
+checks makeService makes against the installed plugins."""
 
 import io
 import socket
 
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhcpfo import config as C
-from dhcpfo import tap
+from dhcpfo import service, tap
+from dhcpfo.addr import int_from_str
+from dhcpfo.dhcp.pool import InterfaceInfo
 from dhcpfo.stores import registry
 
 RANGE = ("dhcp-range", "192.0.2.10,192.0.2.200", "test")
@@ -15,7 +19,10 @@ RANGE = ("dhcp-range", "192.0.2.10,192.0.2.200", "test")
 
 def n(text):
     """A dotted quad as the int the config keeps."""
-    return int.from_bytes(socket.inet_aton(text), "big")
+    return int_from_str(text)
+
+
+LAN = InterfaceInfo("e0", n("192.0.2.1"), n("255.255.255.0"))
 
 
 def build(*pairs, where="test"):
@@ -272,12 +279,13 @@ class OtherSettingsTests(BuildErrorMixin, SynchronousTestCase):
 
     def test_defaults(self):
         config = build()
-        self.assertEqual(config.interfaces, [])
-        self.assertEqual(config.hosts, [])
-        self.assertEqual(config.options, [])
+        self.assertEqual(config.interfaces, ())
+        self.assertEqual(config.hosts, ())
+        self.assertEqual(config.options, ())
         self.assertEqual(config.domain, "")
         self.assertFalse(config.authoritative)
         self.assertEqual(config.lease_store, registry.DEFAULT)
+        self.assertEqual(C.DEFAULT_STORE, registry.DEFAULT)
         self.assertEqual(config.control, C.DEFAULT_CONTROL)
         self.assertEqual(config.server_name, socket.gethostname())
 
@@ -286,7 +294,7 @@ class OtherSettingsTests(BuildErrorMixin, SynchronousTestCase):
                        ("domain", "Lab.Test."), ("dhcp-authoritative", None),
                        ("lease-store", "memory"), ("control", " tcp:9000 "),
                        ("server-name", "srv1"))
-        self.assertEqual(config.interfaces, ["e0", "e1"])
+        self.assertEqual(config.interfaces, ("e0", "e1"))
         self.assertEqual(config.domain, "lab.test")
         self.assertTrue(config.authoritative)
         self.assertEqual(config.lease_store, "memory")
@@ -315,14 +323,40 @@ class OtherSettingsTests(BuildErrorMixin, SynchronousTestCase):
         for name in ("", "a-very-long-interface0", "e0/1", "e 0"):
             self.assertConfigError([("interface", name)], "is not an interface name")
 
+    def test_lease_store_syntax(self):
+        self.assertConfigError([("lease-store", "sqlite:path")],
+                               "--lease-store=sqlite:path",
+                               "parameter 'path' has no value", "key=value")
+        self.assertConfigError([("lease-store", "/var/lib/leases.db")],
+                               "does not start with a store name")
+
+    def test_lease_store_escapes(self):
+        config = build(("lease-store", r"ldap:url=ldap://h,base=ou=l\,dc=x"))
+        self.assertEqual(config.lease_store, r"ldap:url=ldap://h,base=ou=l\,dc=x")
+
     def test_lease_store_unknown(self):
-        message = self.assertConfigError([("lease-store", "nosuch:x=1")],
-                                         "--lease-store=nosuch:x=1", "'nosuch'")
+        """Which stores are installed is the plugins' business: makeService
+        checks it, for twistd and .tac files alike."""
+        config = build(("lease-store", "nosuch:x=1"))
+        message = self.assertMakeServiceError(config, "--lease-store=nosuch:x=1",
+                                              "'nosuch'")
         assertListsInstalledStores(self, message)
 
     def test_lease_store_parameter(self):
-        self.assertConfigError([("lease-store", "sqlite:file=x.db")],
-                               "no parameter file", "it takes: path")
+        self.assertMakeServiceError(build(("lease-store", "sqlite:file=x.db")),
+                                    "no parameter file", "it takes: path")
+
+    def test_lease_store_bad_parameter_value(self):
+        """A store factory's ValueError for a parameter is a ConfigError."""
+        self.assertMakeServiceError(build(("lease-store", "ldap:base=dc=x")),
+                                    "--lease-store=ldap:base=dc=x", "url= is required")
+
+    def assertMakeServiceError(self, config, *fragments):
+        error = self.assertRaises(C.ConfigError, service.makeService, config,
+                                  MemoryReactorClock(), interfaces=[LAN])
+        for fragment in fragments:
+            self.assertIn(fragment, str(error))
+        return str(error)
 
     def test_pairs_without_where(self):
         config = C.build([("dhcp-range", "192.0.2.10,192.0.2.20"),
@@ -409,7 +443,7 @@ class TapOptionsTests(SynchronousTestCase):
             "--server-name", "srv1", "--control", "tcp:9067:interface=127.0.0.1")
         config = options["config"]
         self.assertIsInstance(config, C.Config)
-        self.assertEqual(config.interfaces, ["e0"])
+        self.assertEqual(config.interfaces, ("e0",))
         self.assertEqual([(r.start, r.tag) for r in config.ranges],
                          [(n("192.0.2.10"), "lab")])
         self.assertEqual([h.hostname for h in config.hosts], ["printer"])
@@ -455,19 +489,50 @@ class TapOptionsTests(SynchronousTestCase):
         path = self.mktemp()
         self.assertUsageError(["--conf-file", path], "cannot read --conf-file", path)
 
+    def assertCannotStart(self, argv, *fragments):
+        """twistd's makeService hook ends the process with the message alone."""
+        options = self.parse(*argv)
+        error = self.assertRaises(SystemExit, tap.makeService, options,
+                                  MemoryReactorClock())
+        self.assertIsInstance(error.code, str)
+        self.assertTrue(error.code.startswith("dhcpfo: cannot start: "), error.code)
+        for fragment in fragments:
+            self.assertIn(fragment, error.code)
+        return error.code
+
     def test_lease_store_unknown_lists_installed(self):
-        message = self.assertUsageError(
-            ["--dhcp-range", "192.0.2.10,192.0.2.200", "--lease-store", "nosuch:x=1"],
-            "--lease-store=nosuch:x=1", "no lease store named 'nosuch'")
-        assertListsInstalledStores(self, message)
+        config = self.parse("--dhcp-range", "192.0.2.10,192.0.2.200",
+                            "--lease-store", "nosuch:x=1")["config"]
+        error = self.assertRaises(C.ConfigError, service.makeService, config,
+                                  MemoryReactorClock(), interfaces=[LAN])
+        self.assertIn("--lease-store=nosuch:x=1", str(error))
+        self.assertIn("no lease store named 'nosuch'", str(error))
+        assertListsInstalledStores(self, str(error))
 
     def test_lease_store_unknown_parameter_lists_keys(self):
-        self.assertUsageError(
-            ["--dhcp-range", "192.0.2.10,192.0.2.200", "--lease-store", "sqlite:file=x"],
-            "--lease-store=sqlite:file=x", "no parameter file", "it takes: path")
-        self.assertUsageError(
-            ["--dhcp-range", "192.0.2.10,192.0.2.200", "--lease-store", "memory:x=1"],
-            "no parameter x", "it takes: none")
+        for argv, fragments in (
+                (["--lease-store", "sqlite:file=x"],
+                 ("--lease-store=sqlite:file=x", "no parameter file", "it takes: path")),
+                (["--lease-store", "memory:x=1"], ("no parameter x", "it takes: none"))):
+            config = self.parse("--dhcp-range", "192.0.2.10,192.0.2.200",
+                                *argv)["config"]
+            error = self.assertRaises(C.ConfigError, service.makeService, config,
+                                      MemoryReactorClock(), interfaces=[LAN])
+            for fragment in fragments:
+                self.assertIn(fragment, str(error))
+
+    def test_missing_interface_ends_twistd_with_the_message(self):
+        self.assertCannotStart(
+            ["--interface", "nosuch0", "--dhcp-range", "192.0.2.10,192.0.2.200"],
+            "interface nosuch0", "No such device")
+
+    def test_version(self):
+        import dhcpfo
+        out = io.StringIO()
+        self.patch(tap.sys, "stdout", out)
+        error = self.assertRaises(SystemExit, self.parse, "--version")
+        self.assertEqual(error.code, 0)
+        self.assertEqual(out.getvalue(), "dhcpfo %s\n" % dhcpfo.__version__)
 
     def test_lease_store_help(self):
         out = io.StringIO()
@@ -483,3 +548,84 @@ class TapOptionsTests(SynchronousTestCase):
         for name in list(C.VALUED) + list(C.FLAGS):
             self.assertTrue(hasattr(options, "opt_" + name.replace("-", "_")), name)
             self.assertTrue(getattr(options, "opt_" + name.replace("-", "_")).__doc__)
+
+
+class FailoverOptionTests(BuildErrorMixin, SynchronousTestCase):
+    """--failover-*: parsed into one frozen FailoverConfig, checked together."""
+
+    SECURE = (("failover-cert", "a.pem"), ("failover-key", "a.key"),
+              ("failover-ca", "ca.pem"))
+
+    def test_primary(self):
+        config = build(("server-name", "Dhcp-A"), ("failover-listen", "647"),
+                       ("failover-peers", "dhcp-b, dhcp-c"), *self.SECURE)
+        fc = config.failover
+        self.assertEqual((fc.name, fc.peers, fc.listen, fc.role, fc.master),
+                         ("dhcp-a", ("dhcp-b", "dhcp-c"), ("", 647), "primary", None))
+        self.assertEqual((fc.cert, fc.key, fc.ca), ("a.pem", "a.key", "ca.pem"))
+        self.assertRaises(AttributeError, setattr, fc, "priority", 9)
+
+    def test_secondary(self):
+        fc = build(("failover-name", "dhcp-b"), ("failover-peers", "dhcp-a,dhcp-c"),
+                   ("failover-master", "192.0.2.1,647,dhcp-a"),
+                   ("failover-peer", "192.0.2.3,647,dhcp-c"),
+                   ("failover-priority", "2"), ("failover-mclt", "30m"),
+                   ("failover-reserve", "20%"), ("failover-heartbeat", "0.5"),
+                   ("failover-dead-after", "2"),
+                   ("failover-partner-down-after", "600"),
+                   ("failover-insecure", None)).failover
+        self.assertEqual(fc.role, "secondary")
+        self.assertEqual(fc.master, ("192.0.2.1", 647, "dhcp-a"))
+        self.assertEqual(fc.peer_addresses, (("192.0.2.3", 647, "dhcp-c"),))
+        self.assertEqual((fc.priority, fc.mclt, fc.reserve, fc.heartbeat,
+                          fc.dead_after, fc.partner_down_after, fc.insecure),
+                         (2, 1800.0, 0.2, 0.5, 2.0, 600.0, True))
+
+    def test_master_name_from_the_only_peer(self):
+        fc = build(("failover-name", "b"), ("failover-peers", "a"),
+                   ("failover-master", "192.0.2.1,647"),
+                   ("failover-insecure", None)).failover
+        self.assertEqual(fc.master, ("192.0.2.1", 647, "a"))
+
+    def test_without_failover(self):
+        self.assertIsNone(build().failover)
+
+    def test_errors(self):
+        insecure = ("failover-insecure", None)
+        for pairs, fragments in [
+            ([("failover-peers", "b"), insecure],
+             ("--failover-listen PORT (primary)",)),
+            ([("failover-listen", "647"), insecure], ("--failover-peers is missing",)),
+            ([("failover-name", "a"), ("failover-peers", "a,b"),
+              ("failover-listen", "647"), insecure], ("own name 'a'",)),
+            ([("failover-name", "c"), ("failover-peers", "a,b"),
+              ("failover-master", "192.0.2.1,647"), insecure],
+             ("add the peer's name", "several --failover-peers")),
+            ([("failover-name", "c"), ("failover-peers", "a"),
+              ("failover-master", "192.0.2.1,647,z"), insecure],
+             ("names 'z', which is not in --failover-peers",)),
+            ([("failover-name", "a"), ("failover-peers", "b"),
+              ("failover-listen", "647")],
+             ("mutual TLS needs --failover-cert, --failover-key, --failover-ca",
+              "dhcpfo-ctl make-certs DIR a b", "--failover-insecure")),
+            ([("failover-name", "a"), ("failover-peers", "b"),
+              ("failover-listen", "647"), ("failover-heartbeat", "3"), insecure],
+             ("--failover-dead-after (3s) must exceed --failover-heartbeat (3s)",)),
+        ]:
+            self.assertConfigError(pairs, *fragments)
+
+    def test_value_errors_name_the_option(self):
+        for pair, fragment in [
+                (("failover-listen", "x"), "'x' is not a port number"),
+                (("failover-listen", "70000"), "outside 1-65535"),
+                (("failover-master", "192.0.2.1"), "expected IP,PORT[,NAME]"),
+                (("failover-master", "gw,647"), "'gw' is not an IP address"),
+                (("failover-peers", "b_c"), "not a valid server name"),
+                (("failover-priority", "high"), "not a whole number"),
+                (("failover-reserve", "60"), "outside 0-50%"),
+                (("failover-heartbeat", "0.01"), "at least 0.1 seconds"),
+                (("failover-mclt", "1m"), "below the minimum"),
+                (("failover-insecure", "yes"), "takes no value"),
+                (("failover-name", None), "needs a value")]:
+            message = self.assertConfigError([pair], fragment)
+            self.assertIn("--" + pair[0], message)

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from dhcpfo import config as C
 from dhcpfo.dhcp.pool import InterfaceInfo
-from dhcpfo.dns import forward, records
+from dhcpfo.dns import forward
 from dhcpfo.dns.service import DNSService, DNSStartError
 from dhcpfo.leases.lease import ACTIVE, RELEASED, Lease
 from dhcpfo.leases.table import LeaseTable
@@ -28,7 +28,7 @@ class ConfigTests(SynchronousTestCase):
     def test_defaults(self):
         c = build()
         self.assertEqual((c.dns_port, c.servers, c.host_records, c.address_rules,
-                          c.addn_hosts, c.dns_allow), (53, [], [], [], [], []))
+                          c.addn_hosts, c.dns_allow), (53, (), (), (), (), ()))
 
     def test_options(self):
         c = build(("dns-port", "5353"), ("server", "203.0.113.2"),
@@ -38,14 +38,14 @@ class ConfigTests(SynchronousTestCase):
                   ("address", "/blocked.example/"), ("dns-allow", "198.51.100.0/24"),
                   ("local-service", None))
         self.assertEqual(c.dns_port, 5353)
-        self.assertEqual(c.servers, [records.Upstream("203.0.113.2", 53),
-                                     records.Upstream("203.0.113.3", 5300)])
-        self.assertEqual(c.host_records, [records.HostRecord(
-            ("nas", "nas2.lab.test"), ("192.0.2.9", "2001:db8::9"), 600)])
-        self.assertEqual(c.address_rules, [
-            records.AddressRule(("ads.example", "tracker.example"), ("0.0.0.0", "::")),
-            records.AddressRule(("blocked.example",), ())])
-        self.assertEqual(c.dns_allow, [ipaddress.ip_network("198.51.100.0/24")])
+        self.assertEqual(c.servers, (C.Upstream("203.0.113.2", 53),
+                                     C.Upstream("203.0.113.3", 5300)))
+        self.assertEqual(c.host_records, (C.HostRecord(
+            ("nas", "nas2.lab.test"), ("192.0.2.9", "2001:db8::9"), 600),))
+        self.assertEqual(c.address_rules, (
+            C.AddressRule(("ads.example", "tracker.example"), ("0.0.0.0", "::")),
+            C.AddressRule(("blocked.example",), ())))
+        self.assertEqual(c.dns_allow, (ipaddress.ip_network("198.51.100.0/24"),))
         self.assertEqual(build(("dns-port", "0")).dns_port, 0)
 
     def test_errors_say_what_is_wrong(self):

@@ -1,4 +1,4 @@
-"""dnsmasq option names and value encoding, dhcpfo.dhcp.options."""
+"""dnsmasq option names and value encoding, dhcpfo.config.dhcp_options."""
 
 import socket
 
@@ -7,7 +7,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests import hypothesis_profile  # noqa: F401  (registers the profile)
 
-from dhcpfo.dhcp import options as O
+from dhcpfo.config import dhcp_options as O
+from dhcpfo.config.errors import ConfigError
 
 # ``dnsmasq --help dhcp`` (dnsmasq 2.89): the names users already write.
 DNSMASQ = {
@@ -70,17 +71,17 @@ class LookupTests(SynchronousTestCase):
 
     def test_number_out_of_range(self):
         for spec in ("0", "255", "256", "-1"):
-            error = self.assertRaises(O.OptionValueError, O.lookup, spec)
+            error = self.assertRaises(ConfigError, O.lookup, spec)
             self.assertIn("outside 1-254", str(error))
 
     def test_unknown_name(self):
-        error = self.assertRaises(O.OptionValueError, O.lookup, "option:routers")
+        error = self.assertRaises(ConfigError, O.lookup, "option:routers")
         self.assertIn("'routers'", str(error))
         self.assertIn("router", str(error))  # lists the known names
         self.assertIn("or give the number", str(error))
 
     def test_neither_name_nor_number(self):
-        error = self.assertRaises(O.OptionValueError, O.lookup, "router")
+        error = self.assertRaises(ConfigError, O.lookup, "router")
         self.assertIn("option:NAME", str(error))
         self.assertIn("'router'", str(error))
 
@@ -91,13 +92,13 @@ class LookupTests(SynchronousTestCase):
             self.assertNotIn(code, O.RESERVED)
 
     def test_option_value_error_is_value_error(self):
-        self.assertTrue(issubclass(O.OptionValueError, ValueError))
+        self.assertTrue(issubclass(ConfigError, ValueError))
 
 
 class EncodeKnownTests(SynchronousTestCase):
 
     def assertBad(self, code, values, fragment):
-        error = self.assertRaises(O.OptionValueError, O.encode_value, code, values)
+        error = self.assertRaises(ConfigError, O.encode_value, code, values)
         self.assertIn(fragment, str(error))
 
     def test_ip(self):
@@ -192,7 +193,7 @@ class EncodeKnownTests(SynchronousTestCase):
         """Whatever a user types, the answer is bytes or OptionValueError."""
         try:
             encoded = O.encode_value(code, values)
-        except O.OptionValueError as e:
+        except ConfigError as e:
             self.assertTrue(str(e))
         else:
             self.assertIsInstance(encoded, bytes)
@@ -217,7 +218,7 @@ class GuessTests(SynchronousTestCase):
         self.assertEqual(O.encode_value(250, ["65536"]), b"\x00\x01\x00\x00")
 
     def test_integer_too_big(self):
-        self.assertRaises(O.OptionValueError, O.encode_value, 250, ["4294967296"])
+        self.assertRaises(ConfigError, O.encode_value, 250, ["4294967296"])
 
     def test_integer_with_leading_zero(self):
         """Digits are decimal (``^\\d+$``): 010 is ten, as dnsmasq's atoi reads it."""
@@ -235,7 +236,7 @@ class GuessTests(SynchronousTestCase):
         """Any run of decimal digits: the smallest of 1, 2, 4 bytes, or too big."""
         value = int(digits, 10)
         if value >= 1 << 32:
-            self.assertRaises(O.OptionValueError, O.encode_value, 250, [digits])
+            self.assertRaises(ConfigError, O.encode_value, 250, [digits])
         else:
             size = 1 if value < 256 else 2 if value < 65536 else 4
             self.assertEqual(O.encode_value(250, [digits]), value.to_bytes(size, "big"))
@@ -247,7 +248,7 @@ class GuessTests(SynchronousTestCase):
     def test_guessing_never_raises_other_errors(self, values):
         try:
             encoded = O.encode_value(250, values)
-        except O.OptionValueError as e:
+        except ConfigError as e:
             self.assertTrue(str(e))
         else:
             self.assertIsInstance(encoded, bytes)

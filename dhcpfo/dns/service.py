@@ -7,6 +7,8 @@ from twisted.application import service
 from twisted.internet import error as ierror
 from twisted.logger import Logger
 
+from dhcpfo.addr import ip_str
+from dhcpfo.config import DEFAULT_DNS_PORT
 from dhcpfo.dns import records
 from dhcpfo.dns.authority import LeaseAuthority, networks_of
 from dhcpfo.dns.cache import DNSCache
@@ -35,7 +37,7 @@ def _reservations(config):
         if host.hwaddr is not None:
             by_hw[host.hwaddr] = label
         if host.ip is not None:
-            fixed.append((str(ipaddress.IPv4Address(host.ip)), host.hostname))
+            fixed.append((ip_str(host.ip), host.hostname))
 
     def reserved(lease):
         label = lease.hostname.split(".", 1)[0]
@@ -71,7 +73,7 @@ class DNSService(service.Service):
         self.interfaces = interfaces
         self.dhcp = dhcp
         self.listen = listen
-        self.port = getattr(config, "dns_port", records.DEFAULT_PORT) \
+        self.port = getattr(config, "dns_port", DEFAULT_DNS_PORT) \
             if port is None else port
         self.send = send
         self.stats = {}

@@ -1,7 +1,12 @@
 # A .tac file builds the same service as the command line, from Python:
 #     twistd -ny docs/examples/dhcpfo.tac
-# Options are dnsmasq's names, exactly as on the command line.
+# Options are dnsmasq's names, exactly as on the command line.  makeService
+# checks them against this machine (the interface, the store plugin) and
+# raises ConfigError with the same message `twistd dhcpfo` prints; if the
+# server cannot start later (say the lease database cannot be opened), it
+# logs why and stops the reactor given here.
 from twisted.application import service
+from twisted.internet import reactor
 
 from dhcpfo import config
 from dhcpfo.service import makeService
@@ -17,4 +22,4 @@ settings = config.build([
 ])
 
 application = service.Application("dhcpfo")
-makeService(settings).setServiceParent(application)
+makeService(settings, reactor).setServiceParent(application)
