@@ -1,6 +1,5 @@
 """The DHCPv4 wire codec, dhcpfo.dhcp.packet: pure bytes in, bytes out."""
 
-import socket
 import struct
 
 from hypothesis import given, settings, strategies as st
@@ -8,6 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests import hypothesis_profile  # noqa: F401  (registers the profile)
 
+from dhcpfo.addr import bytes_from_str
 from dhcpfo.dhcp import options as O
 from dhcpfo.dhcp import packet as P
 
@@ -21,7 +21,7 @@ SLOTS = ("op", "htype", "hlen", "hops", "xid", "secs", "flags", "ciaddr",
 
 
 def ip(text):
-    return socket.inet_aton(text)
+    return bytes_from_str(text)
 
 
 def raw(options=b"", op=P.BOOTREQUEST, hlen=6, magic=P.MAGIC, sname=b"",

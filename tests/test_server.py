@@ -1,15 +1,16 @@
 """Request handling (dhcpfo.dhcp.server) driven with task.Clock, no sockets."""
 
-import socket
-
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhcpfo import config as C
+from dhcpfo.addr import (INFINITE, bytes_from_str, int_from_bytes, int_from_str,
+                         str_from_bytes)
 from dhcpfo.dhcp import packet as P
 from dhcpfo.dhcp.pool import InterfaceInfo, build_subnets
-from dhcpfo.dhcp.server import DHCPServer, sanitize_hostname
-from dhcpfo.leases.lease import ACTIVE, DECLINED, RELEASED
+from dhcpfo.dhcp.server import DECLINE_PROBATION, DHCPServer, sanitize_hostname
+from dhcpfo.failover.policy import FailoverPolicy
+from dhcpfo.leases.lease import ACTIVE, BACKUP, DECLINED, RELEASED, Lease
 from dhcpfo.leases.table import LeaseTable
 
 SERVER = "192.0.2.1"
@@ -19,7 +20,7 @@ MAC2 = bytes.fromhex("525400000002")
 
 
 def ip(text):
-    return socket.inet_aton(text)
+    return bytes_from_str(text)
 
 
 def request(mtype, mac=MAC1, xid=1, options=(), **fields):
@@ -34,7 +35,7 @@ def make_server(args, clock=None, authoritative=False, policy=None):
         pairs.append(("dhcp-authoritative", None, "test"))
     pairs.append(("server-name", "srv1", "test"))
     config = C.build(pairs)
-    iface = InterfaceInfo("e0", int.from_bytes(ip(SERVER), "big"),
+    iface = InterfaceInfo("e0", int_from_str(SERVER),
                           0xFFFFFF00)
     subnets = build_subnets(config.ranges, [iface])
     iface.subnet = next(s for s in subnets if iface.address in s)
@@ -56,7 +57,7 @@ class Reply:
         self.decision = decision
         self.packet = P.parse(decision.data)
         self.type = self.packet.message_type
-        self.yiaddr = socket.inet_ntoa(self.packet.yiaddr)
+        self.yiaddr = str_from_bytes(self.packet.yiaddr)
         self.options = self.packet.options
 
 
@@ -232,7 +233,7 @@ class DORATests(SynchronousTestCase):
         self.assertNotEqual(again.yiaddr, ack.yiaddr)
         self.clock.advance(601)
         self.assertTrue(self.server._available(
-            int.from_bytes(ack.packet.yiaddr, "big"), b"x", None,
+            int_from_bytes(ack.packet.yiaddr), b"x", None,
             self.clock.seconds()))
 
     def test_inform(self):
@@ -306,7 +307,7 @@ class RelayTests(SynchronousTestCase):
             options=((P.RELAY_AGENT_INFO, agent),)), self.iface)
         reply = P.parse(decision.data)
         self.assertEqual(decision.dest, ("198.51.100.1", 67))
-        self.assertEqual(socket.inet_ntoa(reply.yiaddr), "198.51.100.10")
+        self.assertEqual(str_from_bytes(reply.yiaddr), "198.51.100.10")
         self.assertEqual(reply.giaddr, ip("198.51.100.1"))
         self.assertEqual(reply.hops, 1)
         self.assertEqual(reply.options[P.RELAY_AGENT_INFO], agent)
@@ -339,7 +340,7 @@ class ReservationTests(SynchronousTestCase):
     def test_reserved_address_hostname_and_tagged_option(self):
         offer = P.parse(self.server.handle(request(P.DISCOVER, options=(
             (P.PARAMETER_REQUEST_LIST, bytes([1, 3, 12, 42])),)), self.iface).data)
-        self.assertEqual(socket.inet_ntoa(offer.yiaddr), "192.0.2.50")
+        self.assertEqual(str_from_bytes(offer.yiaddr), "192.0.2.50")
         self.assertEqual(offer.options[P.HOSTNAME], b"printer")
         self.assertEqual(offer.options[42], ip("192.0.2.123"))
         ack = self.server.handle(request(P.REQUEST, options=(
@@ -381,3 +382,148 @@ class HostnameTests(SynchronousTestCase):
             (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr),
             (P.CLIENT_FQDN, fqdn))), iface)
         self.assertEqual(ack.commit[0].hostname, "host")
+
+
+class LeaseTimeTests(SynchronousTestCase):
+    """Option 51 in a request may shorten a lease, never lengthen it."""
+
+    def setUp(self):
+        self.server, self.iface, self.clock = make_server(BASIC)
+
+    def granted(self, asked):
+        options = ((P.LEASE_TIME, asked.to_bytes(4, "big")),)
+        offer = P.parse(self.server.handle(
+            request(P.DISCOVER, options=options), self.iface).data)
+        ack = self.server.handle(request(P.REQUEST, options=options + (
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr))),
+            self.iface)
+        [lease] = ack.commit
+        ack_time = int.from_bytes(P.parse(ack.data).options[P.LEASE_TIME], "big")
+        offer_time = int.from_bytes(offer.options[P.LEASE_TIME], "big")
+        self.assertEqual(offer_time, ack_time)
+        self.assertEqual(lease.expiry - self.clock.seconds(), ack_time)
+        return ack_time
+
+    def test_longer_than_configured_is_refused(self):
+        self.assertEqual(self.granted(7200), 3600)
+
+    def test_infinite_asked_gets_configured(self):
+        self.assertEqual(self.granted(INFINITE), 3600)
+
+    def test_shorter_is_granted(self):
+        self.assertEqual(self.granted(1800), 1800)
+
+    def test_very_short_is_raised_to_two_minutes(self):
+        self.assertEqual(self.granted(30), 120)
+
+
+class DeclinedAddressTests(SynchronousTestCase):
+    """A declined address is given to nobody, its decliner included, until
+    its probation ends (DECLINE_PROBATION)."""
+
+    def setUp(self):
+        self.server, self.iface, self.clock = make_server([
+            ("dhcp-range", "192.0.2.10,192.0.2.10,1h")])
+        offer = self.server.handle(request(P.DISCOVER, MAC1), self.iface)
+        self.server.handle(request(P.REQUEST, MAC1, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, ip("192.0.2.10")))),
+            self.iface)
+        self.assertIsNotNone(offer)
+        decision = self.server.handle(request(P.DECLINE, MAC1, options=(
+            (P.REQUESTED_ADDRESS, ip("192.0.2.10")),)), self.iface)
+        self.assertEqual(decision.commit[0].state, DECLINED)
+
+    def test_not_offered_during_probation(self):
+        self.clock.advance(DECLINE_PROBATION - 1)
+        self.assertIsNone(self.server.handle(request(P.DISCOVER, MAC2), self.iface))
+        self.assertIsNone(self.server.handle(request(P.DISCOVER, MAC1), self.iface))
+        self.assertEqual(self.server.stats["exhausted"], 2)
+
+    def test_request_during_probation_naks(self):
+        for mac in (MAC1, MAC2):
+            nak = self.server.handle(request(P.REQUEST, mac, options=(
+                (P.SERVER_ID, ip(SERVER)),
+                (P.REQUESTED_ADDRESS, ip("192.0.2.10")))), self.iface)
+            self.assertEqual(P.parse(nak.data).message_type, P.NAK)
+
+    def test_offered_again_after_probation(self):
+        self.clock.advance(DECLINE_PROBATION + 1)
+        offer = P.parse(self.server.handle(
+            request(P.DISCOVER, MAC2), self.iface).data)
+        self.assertEqual(offer.yiaddr, ip("192.0.2.10"))
+
+
+class FailoverPolicyTests(SynchronousTestCase):
+    """The real FailoverPolicy read by the real DHCPServer (rules 1 and 2 of
+    docs/failover.md as the engine applies them)."""
+
+    MCLT = 600
+
+    def setUp(self):
+        self.policy = FailoverPolicy("srv1", self.MCLT, primary=True)
+        self.server, self.iface, self.clock = make_server(
+            [("dhcp-range", "192.0.2.10,192.0.2.10,1h")], policy=self.policy)
+
+    def set(self, primary=True, restricted=False, adopted=()):
+        self.policy.update(serving=True, primary=primary, restricted=restricted,
+                           adopted=adopted)
+
+    def lease(self, state, expiry, mac=MAC1, owner="srv2"):
+        lease = Lease("192.0.2.10", mac, b"", "", state, self.clock.seconds(),
+                      expiry, owner, 1)
+        self.server.table.put(lease)
+        return lease
+
+    def discover(self, mac=MAC2):
+        decision = self.server.handle(request(P.DISCOVER, mac), self.iface)
+        return None if decision is None else P.parse(decision.data)
+
+    def test_passive_server_is_silent(self):
+        self.assertIsNone(self.discover())
+        self.assertEqual(self.server.stats["passive"], 1)
+
+    def test_restricted_waits_mclt_past_expiry_of_anothers_lease(self):
+        self.set(restricted=True)
+        self.lease(ACTIVE, self.clock.seconds() - 1)
+        self.assertIsNone(self.discover())
+        self.clock.advance(self.MCLT)
+        self.assertEqual(self.discover().yiaddr, ip("192.0.2.10"))
+
+    def test_unrestricted_reuses_expired_lease_at_once(self):
+        self.set(restricted=False)
+        self.lease(ACTIVE, self.clock.seconds() - 1)
+        self.assertEqual(self.discover().yiaddr, ip("192.0.2.10"))
+
+    def test_restricted_caps_lease_time_at_mclt(self):
+        self.set(restricted=True)
+        offer = self.discover(MAC1)
+        ack = self.server.handle(request(P.REQUEST, MAC1, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr))),
+            self.iface)
+        [lease] = ack.commit
+        self.assertEqual(lease.expiry, self.clock.seconds() + self.MCLT)
+        self.assertEqual(P.parse(ack.data).options[P.LEASE_TIME],
+                         self.MCLT.to_bytes(4, "big"))
+
+    def test_acknowledged_expiry_raises_the_cap(self):
+        self.set(restricted=True)
+        self.policy.acknowledged("192.0.2.10", self.clock.seconds() + 1000)
+        offer = self.discover(MAC1)
+        ack = self.server.handle(request(P.REQUEST, MAC1, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr))),
+            self.iface)
+        self.assertEqual(ack.commit[0].expiry,
+                         self.clock.seconds() + 1000 + self.MCLT)
+
+    def test_secondary_allocates_only_its_reserve(self):
+        self.set(primary=False)
+        self.assertIsNone(self.discover(), "a free address nobody reserved")
+        self.lease(BACKUP, 0, mac=b"", owner="srv2")
+        self.assertIsNone(self.discover(), "another server's reserve")
+        self.lease(BACKUP, 0, mac=b"", owner="srv1")
+        self.assertEqual(self.discover().yiaddr, ip("192.0.2.10"))
+
+    def test_adopted_reserve_is_ours(self):
+        self.set(primary=False, adopted=("srv2",))
+        self.lease(BACKUP, 0, mac=b"", owner="srv2")
+        self.assertEqual(self.discover().yiaddr, ip("192.0.2.10"))

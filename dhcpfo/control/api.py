@@ -6,7 +6,7 @@ import time
 from twisted.web.resource import Resource
 
 import dhcpfo
-from dhcpfo.dhcp.pool import ip_int
+from dhcpfo.addr import int_from_str
 from dhcpfo.leases.lease import ACTIVE, BACKUP
 
 
@@ -35,7 +35,7 @@ def status_json(dhcp, now, dns=None):
     if server is not None:
         active, reserved = [], {}
         for lease in dhcp.table:
-            ip = ip_int(bytes(map(int, lease.ip.split("."))))
+            ip = int_from_str(lease.ip)
             if lease.state == ACTIVE and lease.expiry > now:
                 active.append(ip)
             elif lease.state == BACKUP:
@@ -115,5 +115,5 @@ class ControlResource(Resource):
         # Free addresses reserved for failover secondaries are not leases.
         self.putChild(b"leases", _JSON(dhcp, lambda d, now: [
             lease_json(l, now) for l in sorted(
-                d.table, key=lambda l: ip_int(bytes(map(int, l.ip.split(".")))))
+                d.table, key=lambda l: int_from_str(l.ip))
             if l.state != BACKUP]))

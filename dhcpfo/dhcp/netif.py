@@ -9,6 +9,8 @@ import fcntl
 import socket
 import struct
 
+from dhcpfo.addr import int_from_bytes
+
 SIOCGIFADDR = 0x8915
 SIOCGIFNETMASK = 0x891B
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
@@ -29,7 +31,7 @@ def _ioctl_address(sock, request, name):
             "interface %s: %s (does it exist, and does it have an IPv4 address? "
             "dhcpfo needs one on every interface it serves)" % (name, e.strerror)
         ) from None
-    return int.from_bytes(res[20:24], "big")
+    return int_from_bytes(res[20:24])
 
 
 def interface_address(name):

@@ -1,18 +1,10 @@
 """Subnets and their address ranges, resolved once against the interfaces."""
 
 import ipaddress
-import socket
-import struct
 
+# ip_int and ip_str are re-exported for older importers; use dhcpfo.addr.
+from dhcpfo.addr import ip_bytes, ip_int, ip_str  # noqa: F401
 from dhcpfo.config import ConfigError
-
-
-def ip_str(value):
-    return socket.inet_ntoa(value.to_bytes(4, "big"))
-
-
-def ip_int(packed):
-    return int.from_bytes(packed, "big")
 
 
 class Range:
@@ -47,8 +39,8 @@ class Subnet:
         self.network = network
         self.netmask = netmask
         self.ranges = []
-        self.netmask_bytes = struct.pack("!I", netmask)
-        self.broadcast_bytes = struct.pack("!I", network | (~netmask & 0xFFFFFFFF))
+        self.netmask_bytes = ip_bytes(netmask)
+        self.broadcast_bytes = ip_bytes(network | (~netmask & 0xFFFFFFFF))
         self.last_exhausted_log = None
 
     def __contains__(self, ip):
@@ -103,6 +95,6 @@ class InterfaceInfo:
         self.name = name
         self.address = address
         self.netmask = netmask
-        self.address_bytes = address.to_bytes(4, "big")
+        self.address_bytes = ip_bytes(address)
         self.address_str = ip_str(address)
         self.subnet = None
