@@ -1,6 +1,7 @@
 """Forwarder (failover, fast SERVFAIL, back-off) and DNSCache, on task.Clock;
 the UDP exchange against a responder on loopback."""
 
+import errno
 import socket
 
 from twisted.internet import defer, protocol, reactor, task
@@ -218,38 +219,61 @@ class CacheTests(SynchronousTestCase):
 
 
 class Responder(protocol.DatagramProtocol):
-    """Answers every query with one A record (and once with a wrong id)."""
+    """Answers every query three times: first with the wrong id, then with
+    the right id but another question (each with an address nobody asked
+    for), then as asked, unless ``honest`` is False."""
+
+    def __init__(self, honest=True):
+        self.honest = honest
 
     def datagramReceived(self, data, addr):
         q = dns.Message()
         q.fromStr(data)
-        for id_ in (q.id ^ 1, q.id):
-            m = reply(q.queries[0], answers=[a_record(q.queries[0].name.name)])
+        question = q.queries[0]
+        forged = [(q.id ^ 1, question), (q.id, dns.Query(b"other.example"))]
+        for id_, asked in forged:
+            m = reply(asked, answers=[a_record(asked.name.name, FORGED)])
             m.id = id_
             self.transport.write(m.toStr(), addr)
+        if self.honest:
+            m = reply(question, answers=[a_record(question.name.name)])
+            m.id = q.id
+            self.transport.write(m.toStr(), addr)
+
+
+FORGED = "203.0.113.66"
 
 
 class UDPExchangeTests(TestCase):
     """The real UDP transport of the forwarder, on 127.0.0.1 (ephemeral ports)."""
 
-    @defer.inlineCallbacks
-    def test_answer(self):
-        port = reactor.listenUDP(0, Responder(), interface="127.0.0.1")
+    def exchange(self, responder, timeout=30):
+        port = reactor.listenUDP(0, responder, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        exchange = forward._UDPExchange(reactor, ("127.0.0.1", port.getHost().port),
-                                        dns.Query(b"a.example"), 5)
-        message = yield exchange.deferred
+        return forward._UDPExchange(reactor, ("127.0.0.1", port.getHost().port),
+                                    dns.Query(b"a.example"), timeout)
+
+    @defer.inlineCallbacks
+    def test_answer_only_with_our_id_and_question(self):
+        message = yield self.exchange(Responder()).deferred
         self.assertEqual(message.answers[0].payload.dottedQuad(), "203.0.113.7")
 
     @defer.inlineCallbacks
-    def test_port_unreachable_fails_at_once(self):
+    def test_forged_answers_alone_time_out(self):
+        exchange = self.exchange(Responder(honest=False), timeout=0.5)
+        with self.assertRaises(error.DNSQueryTimeoutError):
+            yield exchange.deferred
+
+    @defer.inlineCallbacks
+    def test_port_unreachable_fails_before_the_timeout(self):
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
         probe.close()
         exchange = forward._UDPExchange(reactor, ("127.0.0.1", closed),
-                                        dns.Query(b"a.example"), 5)
-        started = reactor.seconds()
-        with self.assertRaises(OSError):
+                                        dns.Query(b"a.example"), 30)
+        # the ICMP error fails it (ECONNREFUSED), not the 30 s timer
+        with self.assertRaises(OSError) as caught:
             yield exchange.deferred
-        self.assertLess(reactor.seconds() - started, 2)
+        self.assertEqual(caught.exception.errno, errno.ECONNREFUSED)
+        self.assertIsNone(exchange.timer)
