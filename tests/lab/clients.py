@@ -83,6 +83,10 @@ class ClientRunners:
     directory and configures only the lab interface; it never touches /etc.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._clients = {}           # (kind, host, iface) -> state dict
+
     def _client(self, kind, host, iface):
         key = (kind, host, iface)
         c = self._clients.get(key)

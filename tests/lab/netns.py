@@ -82,8 +82,6 @@ class Namespaces:
         self._lans = {}              # name -> ns
         self._hosts = {}             # name -> {'ns':..., 'ifaces': {iface: lan}}
         self._procs = []             # Popen objects we started and still own
-        self._clients = {}           # (kind, host, iface) -> state dict
-        self._controls = {}          # host -> control URL of its dhcpfo
         self._seq = itertools.count(1)
         self._closed = False
         atexit.register(self.close)

@@ -13,6 +13,10 @@ __all__ = ["ServerRunners"]
 class ServerRunners:
     """Mixin for :class:`tests.lab.Lab`: start servers in a host and talk to them."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._controls = {}          # host -> control URL of its dhcpfo
+
     def dhcpfo(self, host, args, name="dhcpfo", timeout=20):
         """
         Start ``twistd -n dhcpfo ARGS`` in *host* (log in ``<dir>/NAME.log``,
