@@ -4,25 +4,26 @@
 names we own: ``--domain`` and the reverse zones of our networks, plus the
 configured names that lie outside them.  It is fed by the lease table's
 listeners and by the lease clock (a name goes away when its lease expires),
-and it keeps :attr:`LeaseAuthority.fast`: for each question it can answer
-without thinking (lower-case wire name + type + class), the response
-header variants and answer bytes, which the protocols send after patching
-in the query's id and echoing its question.
+and it keeps :attr:`LeaseAuthority.fast` (the table of a
+:class:`dhcpfo.dns.wire.FastTable`): for each question it can answer without
+thinking, the response bytes, which the protocols send after patching in
+the query's id.
 
 Unlike twisted.names' ``FileAuthority`` it answers NXDOMAIN and NODATA with
 the zone's SOA in the authority section and the AA bit set.
 """
-
-import heapq
-import io
-import ipaddress
-import struct
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.names import common, dns, error
 
 from dhcpfo.dns import names
+from dhcpfo.dns.deadlines import Deadlines
+from dhcpfo.dns.names import networks_of  # noqa: F401 (dns.service imports it here)
+from dhcpfo.dns.wire import FastTable
+# NameNotFound and Refused are imported from here by dhcpfo.dns.server.
+from dhcpfo.dns.zone import (Answer, NameNotFound, Refused, b,  # noqa: F401
+                             contest, rrsets, soa, static_tables)
 from dhcpfo.leases.lease import ACTIVE
 
 #: The TTL of a lease's records is at most this, and never more than the
@@ -34,54 +35,8 @@ STATIC_TTL = 300
 NEGATIVE_TTL = 10
 #: Our EDNS UDP payload size (the 2020 DNS flag day's figure).
 EDNS_SIZE = 1232
-#: Types answered from the fast path for every name that exists.
-FAST_TYPES = (dns.A, dns.AAAA, dns.PTR, dns.MX, dns.TXT, 64, 65)
 #: Deadlines further away than this are never scheduled (infinite leases).
 _HORIZON = 10 * 365 * 86400
-
-_RTYPE = {"A": dns.A, "AAAA": dns.AAAA, "PTR": dns.PTR}
-_QKEY = struct.Struct("!HH")
-_RR = struct.Struct("!HHIH")
-_COUNTS = struct.Struct("!BBHHHH")
-
-
-class NameNotFound(error.AuthoritativeDomainError):
-    """NXDOMAIN from our own data; ``authority`` holds the SOA, if any."""
-
-    def __init__(self, name, authority):
-        super().__init__(name)
-        self.authority = authority
-
-
-class Refused(error.AuthoritativeDomainError):
-    """A question about our names that we will not answer (another class)."""
-
-
-class Answer:
-    """One question's answer from local data."""
-
-    __slots__ = ("rcode", "answers", "authority", "additional", "zone")
-
-    def __init__(self, rcode, answers, authority, zone):
-        self.rcode = rcode
-        self.answers = answers
-        self.authority = authority
-        self.additional = []
-        self.zone = zone
-
-
-def _b(name):
-    return name.encode("latin-1")
-
-
-def _payload(rtype, rdata, ttl):
-    if rtype == dns.A:
-        return dns.Record_A(rdata, ttl)
-    if rtype == dns.AAAA:
-        return dns.Record_AAAA(rdata, ttl)
-    if rtype == dns.PTR:
-        return dns.Record_PTR(_b(rdata), ttl)
-    raise ValueError(rtype)
 
 
 class LeaseAuthority(common.ResolverBase):
@@ -106,7 +61,6 @@ class LeaseAuthority(common.ResolverBase):
         super().__init__()
         self.clock = clock
         self.domain = domain
-        self.recursion = bool(recursion)
         self.lease_ttl = lease_ttl
         self.negative_ttl = negative_ttl
         self.static_ttl = static_ttl
@@ -122,33 +76,16 @@ class LeaseAuthority(common.ResolverBase):
         label = label or "dhcpfo"
         #: the SOA's MNAME and the zones' NS: this server, under our domain
         self._mname = label + "." + domain if domain else label
-        self._static = {}       # name -> {rtype: [(rdata, ttl)]}
-        self._rules = []        # [(domain, {rtype: [(rdata, ttl)]} or None)]
-        if static is not None:
-            for name, rrsets in static.records.items():
-                self._static[name] = {_RTYPE[t]: list(v) for t, v in rrsets.items()}
-            for domain_, addresses in static.rules:
-                if addresses:
-                    rrsets = {}
-                    for a in addresses:
-                        t = dns.AAAA if ":" in a else dns.A
-                        rrsets.setdefault(t, []).append((a, static_ttl))
-                    self._rules.append((domain_, rrsets))
-                else:
-                    self._rules.append((domain_, None))
+        # name -> {rtype: [(rdata, ttl)]}; [(domain, that or None)]
+        self._static, self._rules = static_tables(static, static_ttl)
         self._contenders = {}   # name -> {ip: Lease}
         self._winner = {}       # name -> Lease
         self._losers = {}       # name -> frozenset of ips, for logging once
         self._lease_ptr = {}    # reverse name -> name (for winners' addresses)
         self._exists = {}       # empty non-terminals in our zones -> refcount
-        self.fast = {}          # question bytes -> (headers, answer bytes)
-        self._fast_keys = {}    # name -> [question bytes]
-        self._headers = {}
-        self._nodata_entries = {}
-        self._heap = []
-        self._due = {}          # name -> deadline (the valid heap entry)
-        self._call = None
-        self._running = False
+        self._wire = FastTable(recursion)
+        self.fast = self._wire.fast     # question bytes -> (headers, body)
+        self._deadlines = Deadlines(clock, self._deadline, _HORIZON)
         self.stats = {"lease_names": 0, "conflicts": 0}
         for zone in self.zones:
             self._rebuild(zone, 0)
@@ -172,18 +109,14 @@ class LeaseAuthority(common.ResolverBase):
         return self._rule(name) is not None
 
     def _rule(self, name):
-        for domain, rrsets in self._rules:
+        for domain, table in self._rules:
             if name == domain or name.endswith("." + domain):
-                return domain, rrsets
+                return domain, table
         return None
 
     def _soa(self, zone):
-        payload = dns.Record_SOA(
-            mname=_b(self._mname), rname=_b("hostmaster." + (self.domain or zone)),
-            serial=1, refresh=3600, retry=600, expire=86400,
-            minimum=self.negative_ttl, ttl=self.negative_ttl)
-        return dns.RRHeader(_b(zone), dns.SOA, dns.IN, self.negative_ttl, payload,
-                            auth=True)
+        return soa(zone, self._mname, "hostmaster." + (self.domain or zone),
+                   self.negative_ttl)
 
     def _mark(self, name, delta):
         """Count ``name`` in (or out of) the ancestors that therefore exist."""
@@ -202,29 +135,24 @@ class LeaseAuthority(common.ResolverBase):
 
     def records(self, name, now):
         """``{rtype: [RRHeader]}`` for ``name`` at ``now``, or None if it has none."""
-        found = {}
         static = self._static.get(name)
-        if static:
-            for rtype, rrset in static.items():
-                found[rtype] = [dns.RRHeader(_b(name), rtype, dns.IN, ttl,
-                                             _payload(rtype, rdata, ttl), auth=True)
-                                for rdata, ttl in rrset]
+        found = rrsets(name, static) if static else {}
         lease = self._winner.get(name)
         if lease is not None and dns.A not in found:
             ttl = self._lease_ttl(lease, now)
-            found[dns.A] = [dns.RRHeader(_b(name), dns.A, dns.IN, ttl,
+            found[dns.A] = [dns.RRHeader(b(name), dns.A, dns.IN, ttl,
                                          dns.Record_A(lease.ip, ttl), auth=True)]
         target = self._lease_ptr.get(name)
         if target is not None and dns.PTR not in found:
             lease = self._winner[target]
             ttl = self._lease_ttl(lease, now)
-            found[dns.PTR] = [dns.RRHeader(_b(name), dns.PTR, dns.IN, ttl,
-                                           dns.Record_PTR(_b(target), ttl),
+            found[dns.PTR] = [dns.RRHeader(b(name), dns.PTR, dns.IN, ttl,
+                                           dns.Record_PTR(b(target), ttl),
                                            auth=True)]
         if name in self.zones:
             found[dns.SOA] = [self._soa(name)]
-            ns = _b(self._mname)
-            found[dns.NS] = [dns.RRHeader(_b(name), dns.NS, dns.IN, self.static_ttl,
+            ns = b(self._mname)
+            found[dns.NS] = [dns.RRHeader(b(name), dns.NS, dns.IN, self.static_ttl,
                                           dns.Record_NS(ns, self.static_ttl),
                                           auth=True)]
         return found or None
@@ -245,13 +173,9 @@ class LeaseAuthority(common.ResolverBase):
             return Answer(dns.EREFUSED, [], [], zone)
         if found is None:
             if rule is not None:
-                rrsets = rule[1]
-                if rrsets is None:
+                if rule[1] is None:
                     return Answer(dns.ENAME, [], self._negative(zone), zone)
-                found = {t: [dns.RRHeader(_b(name), t, dns.IN, ttl,
-                                          _payload(t, r, ttl), auth=True)
-                             for r, ttl in rrset]
-                         for t, rrset in rrsets.items()}
+                found = rrsets(name, rule[1])
             elif name in self._exists:
                 found = {}
             else:
@@ -337,16 +261,7 @@ class LeaseAuthority(common.ResolverBase):
         winner = None
         static = self._static.get(name)
         if claims:
-            if static is not None:
-                fixed = {ip for ip, _ in static.get(dns.A, [])}
-                losers = frozenset(ip for ip in claims if ip not in fixed)
-                reason = "it is a configured name"
-            else:
-                winner = max(claims.values(), key=self._priority)
-                losers = frozenset(ip for ip in claims if ip != winner.ip)
-                reason = ("%s has the reservation for it"
-                          if self._priority(winner)[0]
-                          else "%s has the newer lease") % winner.ip
+            winner, losers, reason = contest(claims, static, self._priority)
             old_losers = self._losers.get(name, frozenset())
             for ip in sorted(losers - old_losers):
                 self.stats["conflicts"] += 1
@@ -387,7 +302,7 @@ class LeaseAuthority(common.ResolverBase):
                 self._mark(r, 1)
             reverse.append(r)
         if not (previous is not None and winner is not None
-                and previous.ip == winner.ip and name in self._fast_keys
+                and previous.ip == winner.ip and name in self._wire
                 and winner.expiry - now > self.lease_ttl):
             # (a renewal changes nothing that is served: skip the work)
             self._rebuild(name, now)
@@ -397,69 +312,14 @@ class LeaseAuthority(common.ResolverBase):
             left = winner.expiry - now
             when = winner.expiry - self.lease_ttl if left > self.lease_ttl \
                 else winner.expiry
-            self._schedule(name, when, now)
+            self._deadlines.schedule(name, when, now)
         elif claims:
-            self._schedule(name, min(l.expiry for l in claims.values()), now)
+            self._deadlines.schedule(name, min(l.expiry for l in claims.values()),
+                                     now)
         else:
-            self._due.pop(name, None)
+            self._deadlines.cancel(name)
 
     # -- the fast path's table -----------------------------------------------
-
-    def _header_set(self, rcode, aa, an, ns, ar):
-        """The eight response headers (after the id) for these counts, indexed
-        by ``RD | CD << 1 | EDNS << 2`` of the query."""
-        key = (rcode, aa, an, ns, ar)
-        found = self._headers.get(key)
-        if found is None:
-            variants = []
-            for index in range(8):
-                rd, cd, edns = index & 1, (index >> 1) & 1, index >> 2
-                flags1 = 0x80 | (0x04 if aa else 0) | rd
-                flags2 = (0x80 if self.recursion else 0) | (0x10 if cd else 0) | rcode
-                variants.append(_COUNTS.pack(flags1, flags2, 1, an, ns, ar + edns))
-            found = self._headers[key] = tuple(variants)
-        return found
-
-    def _entry(self, name, qtype, answers):
-        """(headers, body) of a positive answer.  Owner names are pointers
-        to the question (offset 12), which every response echoes."""
-        parts = []
-        for rr in answers:
-            rtype = rr.type
-            if rtype == dns.A or rtype == dns.AAAA:
-                rdata = rr.payload.address
-            elif rtype == dns.PTR:
-                rdata = names.to_wire(names.from_wire_name(rr.payload.name.name))
-            else:
-                parts = None
-                break
-            parts.append(b"\xc0\x0c" + _RR.pack(rtype, rr.cls, rr.ttl, len(rdata))
-                         + rdata)
-        if parts is None:
-            buf = io.BytesIO()
-            compression = {}
-            dns.Query(_b(name), qtype, dns.IN).encode(buf, compression)
-            start = buf.tell()
-            for rr in answers:
-                rr.encode(buf, compression)
-            body = buf.getvalue()[start:]
-        else:
-            body = b"".join(parts)
-        return self._header_set(dns.OK, True, len(answers), 0, 0), body
-
-    def _nodata(self, zone):
-        """(headers, body) of NODATA in ``zone`` (or outside our zones):
-        the same for every name, the SOA written out in full."""
-        found = self._nodata_entries.get(zone)
-        if found is None:
-            authority = self._negative(zone)
-            buf = io.BytesIO()
-            for rr in authority:
-                rr.encode(buf, None)
-            found = (self._header_set(dns.OK, True, 0, len(authority), 0),
-                     buf.getvalue())
-            self._nodata_entries[zone] = found
-        return found
 
     def _rebuild(self, name, now):
         """Recompute the fast-path answers of ``name``: its records, and
@@ -468,99 +328,44 @@ class LeaseAuthority(common.ResolverBase):
         Names whose lease has ``lease_ttl`` or less left are left to the slow
         path, whose TTLs count down to the expiry.
         """
-        fast = self.fast
-        for key in self._fast_keys.pop(name, ()):
-            fast.pop(key, None)
         found = self.records(name, now)
         if found is None:
+            self._wire.drop(name)
             return
         lease = self._winner.get(name)
         if lease is None and name in self._lease_ptr:
             lease = self._winner.get(self._lease_ptr[name])
         if lease is not None and lease.expiry - now <= self.lease_ttl:
+            self._wire.drop(name)
             return
-        wire = names.to_wire(name)
-        nodata = None
-        keys = []
-        for qtype in set(found).union(FAST_TYPES):
-            rrset = found.get(qtype)
-            if rrset:
-                entry = self._entry(name, qtype, rrset)
-            else:
-                if nodata is None:
-                    nodata = self._nodata(self.zone_of(name))
-                entry = nodata
-            key = wire + _QKEY.pack(qtype, dns.IN)
-            fast[key] = entry
-            keys.append(key)
-        self._fast_keys[name] = keys
+        zone = self.zone_of(name)
+        self._wire.put(name, found, zone, self._negative(zone))
+
+    @property
+    def recursion(self):
+        """The RA bit of ready answers."""
+        return self._wire.recursion
 
     def set_recursion(self, available):
         """Set the RA bit of ready answers (whether we forward)."""
-        if bool(available) != self.recursion:
-            self.recursion = bool(available)
-            self._headers.clear()
-            self._nodata_entries.clear()
+        if self._wire.set_recursion(available):
             now = self.clock.seconds()
-            for name in list(self._fast_keys):
+            for name in self._wire.names():
                 self._rebuild(name, now)
 
     # -- the lease clock -----------------------------------------------------
 
     def start(self):
-        self._running = True
-        self._arm()
+        self._deadlines.start()
 
     def stop(self):
-        self._running = False
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
+        self._deadlines.stop()
 
-    def _schedule(self, name, when, now):
-        if when - now > _HORIZON:
-            self._due.pop(name, None)
-            return
-        self._due[name] = when
-        heapq.heappush(self._heap, (when, name))
-        if len(self._heap) > 2 * len(self._due) + 1024:
-            self._heap = [(w, n) for n, w in self._due.items()]
-            heapq.heapify(self._heap)
-        self._arm()
-
-    def _arm(self):
-        if not self._running:
-            return
-        heap = self._heap
-        while heap and self._due.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)
-        if not heap:
-            if self._call is not None and self._call.active():
-                self._call.cancel()
-            self._call = None
-            return
-        when = heap[0][0]
-        if self._call is not None and self._call.active():
-            if self._call.getTime() <= when:
-                return
-            self._call.cancel()
-        delay = max(0, when - self.clock.seconds())
-        self._call = self.clock.callLater(delay, self._fire)
-
-    def _fire(self):
-        self._call = None
-        now = self.clock.seconds()
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            when, name = heapq.heappop(heap)
-            if self._due.get(name) != when:
-                continue
-            del self._due[name]
-            try:
-                self._settle(name, now)
-            except Exception:
-                self._log.failure("DNS names of {name} not updated", name=name)
-        self._arm()
+    def _deadline(self, name, now):
+        try:
+            self._settle(name, now)
+        except Exception:
+            self._log.failure("DNS names of {name} not updated", name=name)
 
     # -- introspection -------------------------------------------------------
 
@@ -568,26 +373,3 @@ class LeaseAuthority(common.ResolverBase):
         """``{name: ip}`` of the lease names published now."""
         return {name: lease.ip for name, lease in self._winner.items()}
 
-
-def networks_of(interfaces, ranges):
-    """The IPv4 networks we serve: the interfaces' and the ranges' (a range
-    without a netmask takes its interface's; relayed ones need one)."""
-    found = []
-    for iface in interfaces:
-        net = ipaddress.IPv4Network((iface.address & iface.netmask,
-                                     bin(iface.netmask).count("1")))
-        if net not in found:
-            found.append(net)
-    for r in ranges:
-        netmask = r.netmask
-        if netmask is None:
-            for iface in interfaces:
-                if r.start & iface.netmask == iface.address & iface.netmask:
-                    netmask = iface.netmask
-                    break
-        if netmask is None:
-            continue
-        net = ipaddress.IPv4Network((r.start & netmask, bin(netmask).count("1")))
-        if net not in found:
-            found.append(net)
-    return found

@@ -82,3 +82,27 @@ def ancestors(name, zone):
     labels = name.split(".")
     depth = len(zone.split(".")) if zone else 0
     return [".".join(labels[i:]) for i in range(1, len(labels) - depth)]
+
+
+def networks_of(interfaces, ranges):
+    """The IPv4 networks we serve: the interfaces' and the ranges' (a range
+    without a netmask takes its interface's; relayed ones need one)."""
+    found = []
+    for iface in interfaces:
+        net = ipaddress.IPv4Network((iface.address & iface.netmask,
+                                     bin(iface.netmask).count("1")))
+        if net not in found:
+            found.append(net)
+    for r in ranges:
+        netmask = r.netmask
+        if netmask is None:
+            for iface in interfaces:
+                if r.start & iface.netmask == iface.address & iface.netmask:
+                    netmask = iface.netmask
+                    break
+        if netmask is None:
+            continue
+        net = ipaddress.IPv4Network((r.start & netmask, bin(netmask).count("1")))
+        if net not in found:
+            found.append(net)
+    return found
