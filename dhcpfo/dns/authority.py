@@ -33,8 +33,6 @@ LEASE_TTL = 60
 STATIC_TTL = 300
 #: How long others may cache our "no such name" (SOA TTL and minimum).
 NEGATIVE_TTL = 10
-#: Our EDNS UDP payload size (the 2020 DNS flag day's figure).
-EDNS_SIZE = 1232
 #: Deadlines further away than this are never scheduled (infinite leases).
 _HORIZON = 10 * 365 * 86400
 
