@@ -3,10 +3,9 @@ and the wire-level fast path in front of them.
 
 Every query first meets :func:`dhcpfo.dns.message.fast_answer`, which looks
 the raw question up in :attr:`LeaseAuthority.fast` and, on a hit, builds the
-response by
-splicing bytes: the query's id, a ready header, the query's own question
-(so its letter case is echoed), the ready answer and, for EDNS queries, our
-OPT record.  Everything else (misses, odd flags, EDNS options we must look
+response by splicing bytes: the query's id, a ready header, the query's own
+question (so its letter case is echoed), the ready answer and, for EDNS
+queries, our OPT record.  Everything else (misses, odd flags, EDNS options we must look
 at, oversize answers) is decoded with twisted.names and answered by
 :class:`DNSServerFactory`, whose resolver chain is the authority then the
 forwarder.  That slow path also does what twisted.names' own server leaves
