@@ -4,15 +4,17 @@ import ipaddress
 import socket
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.internet import error as ierror
 from twisted.logger import Logger
 
 from dhcpfo.addr import ip_str
 from dhcpfo.config import DEFAULT_DNS_PORT
 from dhcpfo.dns import records
-from dhcpfo.dns.authority import LeaseAuthority, networks_of
+from dhcpfo.dns.authority import LeaseAuthority
 from dhcpfo.dns.cache import DNSCache
 from dhcpfo.dns.forward import Forwarder
+from dhcpfo.dns.names import networks_of
 from dhcpfo.dns.server import (AccessList, DNSDatagramProtocol, DNSServerFactory,
                                listen_udp)
 
@@ -183,7 +185,6 @@ class DNSService(service.Service):
             self.forwarder.close()
         for proto in list(self.factory.connections if self.factory else ()):
             proto.transport.loseConnection()
-        from twisted.internet import defer
         return defer.gatherResults([d for d in self._stop_ports() if d is not None])
 
     def counters(self):
