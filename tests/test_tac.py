@@ -44,6 +44,19 @@ DESCRIBE = textwrap.dedent("""\
 """)
 
 
+# Which interfaces makeService would serve for the options given as JSON.
+RESOLVE = textwrap.dedent("""\
+    import json, sys
+    from dhcpfo import config
+    from dhcpfo.service import resolve_interfaces
+    try:
+        found = resolve_interfaces(config.build(json.loads(sys.argv[1])))
+        print(json.dumps([[i.name, i.address_str] for i in found]))
+    except config.ConfigError as e:
+        print(json.dumps(str(e)))
+""")
+
+
 def tac_text(pairs):
     """A .tac file that runs dhcpfo with these (name, value) options."""
     return textwrap.dedent("""\
@@ -103,6 +116,26 @@ class LabTests(SynchronousTestCase):
             "authoritative": True, "lease_store": "sqlite:path=leases.db",
             "hostnames": ["printer"],
             "services": ["control", "dhcp", "dns"]})
+
+    def test_interfaces_from_the_ranges(self):
+        """Without --interface: every interface with an address in a range;
+        none is an error that says what to do."""
+        script = self.lab.path("resolve.py")
+        with open(script, "w") as f:
+            f.write(RESOLVE)
+
+        def resolve(*pairs):
+            r = self.lab.run("srv", [sys.executable, script, json.dumps(pairs)],
+                             timeout=30, check=True)
+            return json.loads(r.stdout)
+
+        self.assertEqual(resolve(["dhcp-range", "192.0.2.10,192.0.2.20"]),
+                         [["e0", "192.0.2.1"]])
+        self.assertEqual(resolve(["dhcp-range", "198.51.100.10,198.51.100.20"]),
+                         "no interface has an address in a --dhcp-range; name one "
+                         "with --interface")
+        self.assertEqual(resolve(["dhcp-range", "198.51.100.10,198.51.100.20"],
+                                 ["interface", "e0"]), [["e0", "192.0.2.1"]])
 
     def test_same_refusal(self):
         """A missing interface: both exit with status 1 and the same message."""
