@@ -1,6 +1,7 @@
 """Request handling (dhcpfo.dhcp.server) driven with task.Clock, no sockets."""
 
 from twisted.internet.task import Clock
+from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhcpfo import config as C
@@ -431,7 +432,10 @@ class DeclinedAddressTests(SynchronousTestCase):
         self.assertIsNotNone(offer)
         decision = self.server.handle(request(P.DECLINE, MAC1, options=(
             (P.REQUESTED_ADDRESS, ip("192.0.2.10")),)), self.iface)
-        self.assertEqual(decision.commit[0].state, DECLINED)
+        [declined] = decision.commit
+        self.assertEqual(declined.state, DECLINED)
+        # ten minutes, as dnsmasq
+        self.assertEqual(declined.expiry - self.clock.seconds(), 600)
 
     def test_not_offered_during_probation(self):
         self.clock.advance(DECLINE_PROBATION - 1)
@@ -527,3 +531,118 @@ class FailoverPolicyTests(SynchronousTestCase):
         self.set(primary=False, adopted=("srv2",))
         self.lease(BACKUP, 0, mac=b"", owner="srv2")
         self.assertEqual(self.discover().yiaddr, ip("192.0.2.10"))
+
+
+class RoutedClientTests(SynchronousTestCase):
+    """A client on a relayed network that talks to us directly (renewing
+    by unicast, or DHCPINFORM) is served from its own subnet, found by its
+    ciaddr (RFC 2131 4.3.1)."""
+
+    def setUp(self):
+        self.server, self.iface, self.clock = make_server(BASIC + [
+            ("dhcp-range", "198.51.100.10,198.51.100.20,255.255.255.0,2h")])
+
+    def test_unicast_renewal_from_relayed_network(self):
+        relay = ip("198.51.100.1")
+        offer = P.parse(self.server.handle(
+            request(P.DISCOVER, giaddr=relay), self.iface).data)
+        self.server.handle(request(P.REQUEST, giaddr=relay, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr))),
+            self.iface)
+        self.clock.advance(3600)
+        renew = self.server.handle(request(P.REQUEST, ciaddr=offer.yiaddr),
+                                   self.iface)
+        reply = P.parse(renew.data)
+        self.assertEqual((reply.message_type, reply.yiaddr),
+                         (P.ACK, ip("198.51.100.10")))
+        self.assertEqual(renew.dest, ("198.51.100.10", 68))
+        self.assertEqual(reply.options[P.LEASE_TIME], (7200).to_bytes(4, "big"))
+
+    def test_inform_from_relayed_network(self):
+        reply = P.parse(self.server.handle(
+            request(P.INFORM, ciaddr=ip("198.51.100.77")), self.iface).data)
+        self.assertEqual(reply.options[P.BROADCAST_ADDRESS], ip("198.51.100.255"))
+
+
+class ClientIdReservationTests(SynchronousTestCase):
+    def test_reservation_by_client_id(self):
+        server, iface, _ = make_server(BASIC + [
+            ("dhcp-host", "id:01:52:54:00:00:00:07,192.0.2.60,box")])
+        cid = ((P.CLIENT_ID, bytes.fromhex("01525400000007")),)
+        offer = P.parse(server.handle(request(P.DISCOVER, MAC2, options=cid),
+                                      iface).data)
+        self.assertEqual(offer.yiaddr, ip("192.0.2.60"))
+        self.assertEqual(offer.options[P.HOSTNAME], b"box")
+        other = P.parse(server.handle(request(P.DISCOVER, MAC1), iface).data)
+        self.assertEqual(other.yiaddr, ip("192.0.2.10"))
+
+
+class ObservabilityTests(SynchronousTestCase):
+    """What the control interface reports (design rule 8): a counter per
+    outcome, and a pool-exhausted warning at most once a minute."""
+
+    def test_every_outcome_is_counted(self):
+        server, iface, clock = make_server(BASIC + [
+            ("dhcp-host", "52:54:00:00:00:09,ignore")])
+
+        def handle(mtype, mac=MAC1, **kw):
+            return server.handle(request(mtype, mac, **kw), iface)
+        offer = P.parse(handle(P.DISCOVER).data)
+        chosen = ((P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr))
+        handle(P.REQUEST, options=chosen)
+        handle(P.REQUEST, MAC2, options=chosen)                     # nak
+        handle(P.REQUEST, MAC2, options=(
+            (P.SERVER_ID, ip(OTHER_SERVER)),
+            (P.REQUESTED_ADDRESS, offer.yiaddr)))                   # other_server
+        handle(P.REQUEST, MAC2)                                     # malformed
+        handle(P.REQUEST, MAC2, options=(
+            (P.REQUESTED_ADDRESS, ip("198.51.100.9")),))            # not_ours
+        handle(P.REQUEST, MAC2, options=(
+            (P.REQUESTED_ADDRESS, ip("192.0.2.12")),))              # unknown
+        handle(P.RELEASE, MAC2, ciaddr=offer.yiaddr)                # unknown
+        handle(P.DECLINE, MAC2, options=(
+            (P.REQUESTED_ADDRESS, offer.yiaddr),))                  # unknown
+        handle(P.DECLINE, MAC2)                                     # unknown
+        handle(P.INFORM, ciaddr=ip("192.0.2.77"))
+        handle(P.DISCOVER, bytes.fromhex("525400000009"))           # ignored
+        handle(P.DISCOVER, giaddr=ip("203.0.113.1"))                # no_subnet
+        bootp = P.parse(P.Packet(chaddr=MAC1).encode())
+        server.handle(bootp, iface)                                 # bootp
+        handle(P.RELEASE, ciaddr=offer.yiaddr)
+        self.assertEqual(dict(server.stats), {
+            "received": 15, "offer": 1, "ack": 1, "nak": 1, "other_server": 1,
+            "malformed_request": 1, "not_ours": 1, "unknown_client": 1,
+            "release_unknown": 1, "decline_unknown": 2, "inform": 1,
+            "ignored": 1, "no_subnet": 1, "bootp_ignored": 1, "release": 1})
+
+    def test_decline_and_exhaustion_counted(self):
+        server, iface, clock = make_server([("dhcp-range", "192.0.2.10,192.0.2.10,1h")])
+        offer = server.handle(request(P.DISCOVER), iface)
+        self.assertIsNotNone(offer)
+        server.handle(request(P.DECLINE, options=(
+            (P.REQUESTED_ADDRESS, ip("192.0.2.10")),)), iface)
+        server.handle(request(P.DISCOVER, MAC2), iface)
+        self.assertEqual(dict(server.stats), {
+            "received": 3, "offer": 1, "decline": 1, "exhausted": 1})
+
+    def test_exhaustion_warned_once_a_minute(self):
+        events = []
+        server, iface, clock = make_server([("dhcp-range", "192.0.2.10,192.0.2.10,1h")])
+        server._log = Logger(observer=events.append)
+        server.handle(request(P.DISCOVER), iface)
+        server.handle(request(P.REQUEST, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, ip("192.0.2.10")))),
+            iface)
+
+        def warnings():
+            return [e for e in events if "exhausted" in e["log_format"]]
+        server.handle(request(P.DISCOVER, MAC2), iface)
+        self.assertEqual(len(warnings()), 1)
+        self.assertEqual(warnings()[0]["log_level"], LogLevel.warn)
+        clock.advance(59)
+        server.handle(request(P.DISCOVER, MAC2), iface)
+        self.assertEqual(len(warnings()), 1)
+        clock.advance(1)
+        server.handle(request(P.DISCOVER, MAC2), iface)
+        self.assertEqual(len(warnings()), 2)
+        self.assertEqual(server.stats["exhausted"], 3)
