@@ -21,19 +21,24 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
-from twisted.protocols import amp
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhcpfo.failover import certs, commands, tls
+from dhcpfo.addr import NEVER
 from dhcpfo.failover.commands import (
-    INFINITE_EXPIRY, PROTOCOL_VERSION, DatabaseChunk, Hello, InvalidLease,
+    PROTOCOL_VERSION, DatabaseChunk, Hello, InvalidLease,
     LeaseBatch, NotAllowed, PoolMismatch, VersionMismatch, decode_lease,
     encode_lease, validate_lease)
+from dhcpfo.failover.coordinator import Coordinator, FailoverSettings
+from dhcpfo.failover.peer import PeerFactory, PeerProtocol
+from dhcpfo.failover.policy import FailoverPolicy
 from dhcpfo.leases.hlc import HybridLogicalClock
 from dhcpfo.leases.lease import ACTIVE, BACKUP, EXPIRED, Lease
+from dhcpfo.leases.table import LeaseTable
+from dhcpfo.stores.memory import MemoryLeaseStore
 
 T0 = 1_780_000_000.0          # the shared test clock starts here (2026)
 SKEW = 600.0                  # ten minutes
@@ -45,7 +50,8 @@ def in_range(ip):
 
 
 class OffsetClock:
-    """A wall clock ``offset`` seconds off the shared test clock."""
+    """A wall clock ``offset`` seconds off the shared test clock (which it
+    schedules on)."""
 
     def __init__(self, clock, offset):
         self.clock, self.offset = clock, offset
@@ -53,60 +59,36 @@ class OffsetClock:
     def seconds(self):
         return self.clock.seconds() + self.offset
 
+    def callLater(self, *a, **kw):
+        return self.clock.callLater(*a, **kw)
 
-class PeerAMP(tls.PeerAuthenticationMixin, amp.AMP):
-    """A minimal peer for the tests: answers Hello and takes leases."""
 
-    def __init__(self, name, gate, wall, pools=POOLS):
-        amp.AMP.__init__(self)
-        self.name, self.gate, self.wall, self.pools = name, gate, wall, pools
-        self.hlc = HybridLogicalClock(wall)
-        self.authenticated = []
-        self.hellos = []
-        self.received = []
-        self.chunks = []
-        self.lost = []
+def peer(name, gate, wall, pools=POOLS, initiator=False):
+    """The real PeerProtocol of a real (secondary) coordinator named
+    ``name``; with ``initiator=False`` it sends no Hello of its own, so a
+    test can send one by hand."""
+    role = "primary" if name == "dhcp1" else "secondary"
+    host = Coordinator(
+        FailoverSettings(name, role, peers=("dhcp1", "dhcp2"), pool_lines=pools),
+        LeaseTable(), MemoryLeaseStore(), wall, hlc=HybridLogicalClock(wall),
+        policy=FailoverPolicy(name, 3600.0, role == "primary"), in_ranges=in_range)
+    host.start()
+    proto = PeerProtocol(host, gate, initiator, allowed=gate.allowed_names)
+    proto.factory = PeerFactory(host, gate.allowed_names, initiator)
+    return proto
 
-    def peerAuthenticated(self, name):
-        self.authenticated.append(name)
 
-    def connectionLost(self, reason):
-        self.lost.append(reason)
-        super().connectionLost(reason)
+def hellos(proto):
+    """The peers whose Hello ``proto``'s side accepted."""
+    return sorted(proto.host.links)
 
-    @Hello.responder
-    def hello(self, version, name, role, priority, pool_digest, hlc, pools=None):
-        self.hellos.append(name)
-        if version != PROTOCOL_VERSION:
-            raise VersionMismatch("we speak version %d, the peer %d"
-                                  % (PROTOCOL_VERSION, version))
-        if name != self.gate.name:
-            raise NotAllowed("the peer calls itself %r, its certificate says %r"
-                             % (name, self.gate.name))
-        if pool_digest != commands.pool_digest(self.pools):
-            raise PoolMismatch(commands.pool_difference(self.pools, pools or [])
-                               or "pool digests differ")
-        self.hlc.observe(hlc)
-        return {"version": PROTOCOL_VERSION, "name": self.name,
-                "role": "primary", "state": "serving", "hlc": self.hlc.now()}
 
-    def _take(self, leases, hlc):
-        now = self.wall.seconds()
-        decoded = [decode_lease(fields, now) for fields in leases]
-        for lease in decoded:
-            validate_lease(lease, in_range, now)
-        self.hlc.observe(hlc)
-        self.received.extend(decoded)
-        return {"acked": len(decoded)}
+def received(proto):
+    return sorted(proto.host.table, key=lambda l: l.ip)
 
-    @LeaseBatch.responder
-    def lease_batch(self, leases, hlc, now):
-        return self._take(leases, hlc)
 
-    @DatabaseChunk.responder
-    def database_chunk(self, leases, seq, last, hlc, now):
-        self.chunks.append((seq, last, len(leases)))
-        return self._take(leases, hlc)
+def lost(proto):
+    return proto.transport is None
 
 
 def hello_args(name="dhcp2", version=PROTOCOL_VERSION, pools=POOLS, hlc=0):
@@ -174,12 +156,12 @@ class ChannelMixin:
 
     def connect(self, server_identity, client_options, *, server_allowed=("dhcp2",),
                 expected="dhcp1", client_name="dhcp2", client_wall=None,
-                server_pools=POOLS):
+                server_pools=POOLS, initiator=False):
         clock = self.clock
-        server = PeerAMP("dhcp1", tls.PeerGate(server_allowed, clock=clock),
-                         clock, pools=server_pools)
-        client = PeerAMP(client_name, tls.PeerGate([expected], clock=clock),
-                         client_wall or clock)
+        server = peer("dhcp1", tls.PeerGate(server_allowed, clock=clock), clock,
+                      pools=server_pools)
+        client = peer(client_name, tls.PeerGate([expected], clock=clock),
+                      client_wall or clock, initiator=initiator)
         server_factory = TLSMemoryBIOFactory(
             server_identity.server_options(), isClient=False,
             wrappedFactory=Factory.forProtocol(lambda: server), clock=clock)
@@ -200,11 +182,12 @@ class ChannelMixin:
     def finish(self, *protocols):
         """Close what is still open; nothing may be left on the clock."""
         for p in protocols:
-            if not p.lost:
+            if not lost(p):
                 p.transport.loseConnection()
         self.pump.flush()
         for p in protocols:
-            self.assertEqual(len(p.lost), 1)
+            self.assertTrue(lost(p))
+            p.host.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
@@ -217,17 +200,17 @@ class ChannelTests(ChannelMixin, SynchronousTestCase):
 
     def test_hello(self):
         """Correctly named peers with make_certs certificates shake hands and
-        exchange Hello; each knows the other's proven name."""
-        server, client = self.pair()
-        result = []
-        client.callRemote(Hello, **hello_args()).addCallback(result.append)
+        exchange Hello (the real dialler sends it); each knows the other's
+        proven name, role and priority."""
+        server, client = self.pair(initiator=True)
         self.pump.flush()
-        self.assertEqual(len(result), 1)
-        self.assertEqual(result[0]["name"], "dhcp1")
-        self.assertEqual(result[0]["version"], PROTOCOL_VERSION)
-        self.assertEqual(server.hellos, ["dhcp2"])
-        self.assertEqual(server.authenticated, ["dhcp2"])
-        self.assertEqual(client.authenticated, ["dhcp1"])
+        self.assertEqual(hellos(server), ["dhcp2"])
+        self.assertEqual(hellos(client), ["dhcp1"])
+        self.assertEqual((client.name, client.role, client.peer_state),
+                         ("dhcp1", "primary", "active"))
+        self.assertEqual((server.name, server.role), ("dhcp2", "secondary"))
+        self.assertEqual(server.gate.name, "dhcp2")
+        self.assertEqual(client.gate.name, "dhcp1")
         self.assertEqual(tls.peer_name(server.transport), "dhcp2")
         self.assertEqual(tls.peer_name(client.transport), "dhcp1")
         self.finish(server, client)
@@ -237,16 +220,16 @@ class ChannelTests(ChannelMixin, SynchronousTestCase):
         logged why."""
         result = []
         with capturedLogs() as events:
-            client.callRemote(Hello, **hello_args(name=client.name)).addBoth(
+            client.callRemote(Hello, **hello_args(name=client.host.settings.name)).addBoth(
                 result.append)
             self.pump.flush()
         self.assertEqual(len(result), 1)
         self.assertIsInstance(result[0].value, Exception)
-        self.assertEqual(server.hellos, [])
-        self.assertEqual(server.received, [])
+        self.assertEqual(hellos(server), [])
+        self.assertEqual(received(server), [])
         refuser = server if side == "server" else client
         if side == "server":
-            self.assertEqual(server.authenticated, [])
+            self.assertIsNone(server.gate.name)
         self.assertFalse(refuser.gate.admitted)
         self.assertIn(reason_part, refuser.gate.refused)
         logged = [m for m in messages(events) if "refused failover peer" in m]
@@ -304,7 +287,7 @@ class ChannelTests(ChannelMixin, SynchronousTestCase):
         self.assertIn("did not complete the TLS handshake", server.gate.refused)
         self.assertTrue(any("refused failover peer" in m for m in messages(events)))
         self.finish(server, client)
-        self.assertEqual(server.hellos, [])
+        self.assertEqual(hellos(server), [])
 
     def test_insecure_gate(self):
         """--failover-insecure admits at once, unauthenticated, loudly."""
@@ -325,9 +308,10 @@ class ChannelTests(ChannelMixin, SynchronousTestCase):
         client.callRemote(Hello, **hello_args(version=99)).addBoth(result.append)
         self.pump.flush()
         result[0].trap(VersionMismatch)
-        self.assertIn("version 1, the peer 99", str(result[0].value))
-        self.assertEqual(len(server.lost), 1)
-        self.assertEqual(len(client.lost), 1)
+        self.assertIn("protocol %d, the peer 99" % PROTOCOL_VERSION,
+                      str(result[0].value))
+        self.assertTrue(lost(server))
+        self.assertTrue(lost(client))
         self.finish(server, client)
 
     def test_pool_mismatch_says_what_differs(self):
@@ -337,8 +321,9 @@ class ChannelTests(ChannelMixin, SynchronousTestCase):
         self.pump.flush()
         result[0].trap(PoolMismatch)
         message = str(result[0].value)
-        self.assertIn("the peer has lease-time 3600", message)
-        self.assertIn("we have lease-time 600", message)
+        # Each side named: the refused peer logs the message verbatim.
+        self.assertIn("dhcp1 has lease-time 600", message)
+        self.assertIn("dhcp2 has lease-time 3600", message)
         self.finish(server, client)
 
     def test_hello_name_must_match_certificate(self):
@@ -410,22 +395,29 @@ class ChannelTests(ChannelMixin, SynchronousTestCase):
     def test_gate_drops_bytes_before_admission(self):
         """Whatever arrives before the peer is admitted is never parsed."""
         gate = tls.PeerGate(["dhcp2"], clock=self.clock)
-        server = PeerAMP("dhcp1", gate, self.clock)
+        server = peer("dhcp1", gate, self.clock)
         transport = StringTransport()
         server.makeConnection(transport)
         box = Hello.makeArguments(hello_args(), None)
         box[b"_command"] = b"Hello"
         box[b"_ask"] = b"1"
         server.dataReceived(box.serialize())
-        self.assertEqual(server.hellos, [])
+        self.assertEqual(hellos(server), [])
         self.assertEqual(transport.value(), b"")
         server.connectionLost(Failure(ConnectionDone()))
+        server.host.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
         # The same box, admitted, is answered (so the test above means something).
-        admitted = PeerAMP("dhcp1", tls.PeerGate([], insecure=True), self.clock)
-        admitted.makeConnection(StringTransport())
+        admitted = peer("dhcp1", tls.PeerGate(["dhcp2"], insecure=True), self.clock)
+        transport = StringTransport()
+        admitted.makeConnection(transport)
         admitted.dataReceived(box.serialize())
-        self.assertEqual(admitted.hellos, ["dhcp2"])
+        self.assertEqual(hellos(admitted), ["dhcp2"])
+        self.assertIn(b"_answer", transport.value())
+        admitted.connectionLost(Failure(ConnectionDone()))
+        admitted.host.stop()
+        self.clock.advance(0)  # the database exchange it had scheduled
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 class SkewTests(ChannelMixin, SynchronousTestCase):
     """Times cross the wire relative to the sender's clock."""
@@ -435,34 +427,33 @@ class SkewTests(ChannelMixin, SynchronousTestCase):
         elapsed times by its own clock, in both directions; versions stamped
         by the fast clock are accepted."""
         fast = OffsetClock(self.clock, SKEW)
-        server, client = self.pair(client_wall=fast)
-        client.callRemote(Hello, **hello_args())
+        server, client = self.pair(client_wall=fast, initiator=True)
         self.pump.flush()
+        self.assertEqual((hellos(server), hellos(client)), (["dhcp2"], ["dhcp1"]))
         for sender, receiver in ((client, server), (server, client)):
-            now = sender.wall.seconds()
+            now = sender.host.clock.seconds()
             sent = [a_lease(100, start=now - 30.0, expiry=now + 3600.0,
-                            version=sender.hlc.now()),
-                    a_lease(101, start=now - 5.0, expiry=INFINITE_EXPIRY,
-                            version=sender.hlc.now()),
+                            version=sender.host.stamp()),
+                    a_lease(101, start=now - 5.0, expiry=NEVER,
+                            version=sender.host.stamp()),
                     a_lease(102, start=now - 7200.0, expiry=now - 3600.0,
-                            state=EXPIRED, version=sender.hlc.now()),
-                    a_lease(103, start=now, expiry=INFINITE_EXPIRY, state=BACKUP,
+                            state=EXPIRED, version=sender.host.stamp()),
+                    a_lease(103, start=now, expiry=NEVER, state=BACKUP,
                             hwaddr=b"", client_id=b"", hostname="",
-                            version=sender.hlc.now())]
+                            version=sender.host.stamp())]
             acked = []
             sender.callRemote(LeaseBatch, leases=[encode_lease(l, now) for l in sent],
-                              hlc=sender.hlc.now(), now=now).addCallback(acked.append)
+                              hlc=sender.host.stamp(), now=now).addCallback(acked.append)
             self.pump.flush()
             self.assertEqual(acked, [{"acked": 4}])
-            theirs = receiver.wall.seconds()
+            theirs = receiver.host.clock.seconds()
             self.assertEqual(abs(theirs - now), SKEW)
-            got = {l.ip: l for l in receiver.received}
-            receiver.received[:] = []
+            got = {l.ip: l for l in received(receiver)}
             for lease in sent:
                 g = got[lease.ip]
                 self.assertAlmostEqual(g.start - theirs, lease.start - now, places=6)
-                if lease.expiry == INFINITE_EXPIRY:
-                    self.assertEqual(g.expiry, INFINITE_EXPIRY)
+                if lease.expiry == NEVER:
+                    self.assertEqual(g.expiry, NEVER)
                 else:
                     self.assertAlmostEqual(g.expiry - theirs, lease.expiry - now,
                                            places=6)
@@ -482,9 +473,9 @@ class SkewTests(ChannelMixin, SynchronousTestCase):
         self.assertEqual(decode_lease(fields, T0), lease)
 
     def test_infinite_travels_as_inf(self):
-        fields = encode_lease(a_lease(120, expiry=INFINITE_EXPIRY), T0)
+        fields = encode_lease(a_lease(120, expiry=NEVER), T0)
         self.assertEqual(fields["expires_in"], math.inf)
-        self.assertEqual(decode_lease(fields, T0 - SKEW).expiry, INFINITE_EXPIRY)
+        self.assertEqual(decode_lease(fields, T0 - SKEW).expiry, NEVER)
 
     def test_slow_receiver_keeps_remaining_time(self):
         """The receiver's clock is ten minutes slow: absolute times shift by the
@@ -528,32 +519,28 @@ class ChunkTests(ChannelMixin, SynchronousTestCase):
                                    commands.MAX_VALUE_BYTES - 1000)
 
     def test_stream_database_over_tls(self):
-        """Five thousand leases stream as DatabaseChunks over mutual TLS and
-        arrive whole and in order."""
-        server, client = self.pair()
-        client.callRemote(Hello, **hello_args())
+        """The dialler's whole database (several chunks) streams to the
+        listener over mutual TLS on connect and arrives whole; the exchange
+        completes on both ends."""
+        server, client = self.pair(initiator=True)
+        leases = [l for l in self.many(20000) if in_range(l.ip)]
+        leases += [a_lease(n, hostname="h" * 255, client_id=bytes(255), version=n,
+                           start=T0 - 10 * n) for n in range(100, 251) if n % 7]
+        for lease in leases:
+            client.host.table.put(lease)
+        chunks = list(commands.chunk_leases(encode_lease(l, T0) for l in
+                                            client.host.snapshot()))
+        self.assertGreater(len(chunks), 1)
         self.pump.flush()
-        leases = [l for l in self.many(5000) if in_range(l.ip)]
-        chunks = list(commands.chunk_leases(encode_lease(l, T0) for l in leases))
-        acked = []
-        for seq, chunk in enumerate(chunks):
-            client.callRemote(DatabaseChunk, leases=chunk, seq=seq,
-                              last=seq == len(chunks) - 1, hlc=client.hlc.now(),
-                              now=T0).addCallback(lambda r: acked.append(r["acked"]))
-        self.pump.flush()
-        self.assertEqual(sum(acked), len(leases))
-        self.assertEqual([c[0] for c in server.chunks], list(range(len(chunks))))
-        self.assertTrue(server.chunks[-1][1])
-        self.assertEqual(server.received, leases)
+        want = sorted(client.host.table, key=lambda l: l.ip)
+        self.assertEqual(received(server), want)
+        self.assertEqual(sorted(server.host.store.leases.values(),
+                                key=lambda l: l.ip), want)
+        self.assertEqual(client._chunks_sent, len(chunks) + 1)  # + the empty last
+        self.assertEqual(server._chunks_received, len(chunks) + 1)
+        self.assertEqual((server.host.synced, client.host.synced),
+                         ({"dhcp2"}, {"dhcp1"}))
         self.finish(server, client)
-
-    def test_chunk_addresses(self):
-        addresses = ["198.18.%d.%d" % divmod(n, 256) for n in range(20000)]
-        chunks = list(commands.chunk_addresses(addresses))
-        self.assertEqual([a for c in chunks for a in c], addresses)
-        for chunk in chunks:
-            value = amp.ListOf(amp.Unicode()).toString(chunk)
-            self.assertLessEqual(len(value), commands.MAX_VALUE_BYTES)
 
     def test_oversized_lease_refused(self):
         fields = encode_lease(a_lease(100, hostname="x" * 70000), T0)
@@ -569,7 +556,7 @@ class ValidationTests(SynchronousTestCase):
 
     def test_valid(self):
         validate_lease(a_lease(100), in_range, T0)
-        validate_lease(a_lease(250, expiry=INFINITE_EXPIRY, state=BACKUP, hwaddr=b"",
+        validate_lease(a_lease(250, expiry=NEVER, state=BACKUP, hwaddr=b"",
                                client_id=b""), in_range, T0)
 
     def test_outside_ranges(self):
@@ -610,7 +597,10 @@ class ValidationTests(SynchronousTestCase):
         validate_lease(a_lease(100, version=ten_minutes), in_range, T0)
 
     def test_pool_difference(self):
-        self.assertIsNone(commands.pool_difference(["a  b", "c"], ["c", "a b"]))
+        self.assertIsNone(commands.pool_difference("x", ["a  b", "c"],
+                                                   "y", ["c", "a b"]))
+        self.assertEqual(commands.pool_difference("x", ["a", "c"], "y", ["c"]),
+                         "pool configurations differ: x has a; y has nothing else")
         self.assertEqual(commands.pool_digest(["a  b", "c"]),
                          commands.pool_digest(["c", "a b"]))
         self.assertNotEqual(commands.pool_digest(["a"]), commands.pool_digest(["b"]))
@@ -828,7 +818,7 @@ class LeaseRecordsTests(SynchronousTestCase):
     """The packed lease encoding used by LeaseBatch and DatabaseChunk."""
 
     def test_round_trip(self):
-        lease = a_lease(7, hostname="h\u00e9", expiry=INFINITE_EXPIRY)
+        lease = a_lease(7, hostname="h\u00e9", expiry=NEVER)
         fields = encode_lease(lease, T0)
         wire = commands.LeaseRecords().toString([fields, fields])
         self.assertEqual(len(wire), 2 * commands.lease_wire_size(fields))

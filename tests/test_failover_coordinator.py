@@ -2,12 +2,15 @@
 replication gating, reserves, merge of peer records."""
 
 from twisted.internet import defer
+from zope.interface import implementer
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhcpfo.dhcp import packet as P
 from dhcpfo.failover.coordinator import (PRIMARY, SECONDARY, Coordinator,
                                          FailoverSettings, ReplicatedStore)
 from dhcpfo.failover.policy import FailoverPolicy
+from dhcpfo.failover.reserve import ServerPools
+from dhcpfo.failover.seam import ILink
 from dhcpfo.failover.state import ACTIVE, PASSIVE, SYNCING
 from dhcpfo.leases.lease import ACTIVE as BOUND, BACKUP, Lease
 from dhcpfo.stores.memory import MemoryLeaseStore
@@ -16,13 +19,29 @@ from tests.test_server import BASIC, ip, make_server, request
 MAC3 = bytes.fromhex("525400000003")
 
 
+@implementer(ILink)
 class FakeLink:
-    def __init__(self, name, role, priority=0):
+    """A stand-in link for unit tests of the coordinator alone (the real
+    PeerProtocol is tested in test_failover_peer)."""
+
+    serials = iter(range(1, 1 << 30))
+
+    def __init__(self, name, role, priority=0, dialled_by_me=True):
         self.name = name
         self.role = role
         self.priority = priority
+        self.dialled_by_me = dialled_by_me
+        self.serial = next(self.serials)
         self.peer_state = None
         self.sent = []
+        self.announced = []
+        self.dropped = None
+
+    def announce(self, state, priority):
+        self.announced.append((state, priority))
+
+    def drop(self, why):
+        self.dropped = why
 
     def sendLeases(self, leases):
         d = defer.Deferred()
@@ -42,8 +61,9 @@ def coordinator(role, name="me", priority=0, ranges=BASIC, **kw):
     server, iface, clock = make_server(
         ranges, policy=FailoverPolicy(name, kw.get("mclt", 3600.0), role == PRIMARY))
     store = MemoryLeaseStore()
-    coord = Coordinator(FailoverSettings(name, role, priority, **kw), server,
-                        server.table, store, clock)
+    coord = Coordinator(FailoverSettings(name, role, priority, **kw), server.table,
+                        store, clock, hlc=server.hlc, policy=server.policy,
+                        pools=ServerPools(server))
     return coord, server, iface, clock, store
 
 
@@ -137,6 +157,40 @@ class ReplicationTests(SynchronousTestCase):
         self.sec.ackAll()
         self.successResultOf(d)
         self.assertEqual(self.server.policy.acked_expiry("192.0.2.10"), 99.0)
+
+    def test_unreached_known_peer_keeps_acked_expiry(self):
+        """MCLT rule (docs/failover.md rule 3): the acknowledged expiry that
+        caps unacknowledged lease time advances only when EVERY peer we know
+        of has the lease; one connected peer's ACK is not enough while another
+        known peer is unreachable."""
+        coord, server, _, clock, store = coordinator(PRIMARY, peers=("s", "t"))
+        coord.start()
+        sec = FakeLink("s", SECONDARY)
+        coord.linkUp(sec)
+        coord.linkSynced(sec)
+        sec.ackAll()
+        lease = Lease("192.0.2.10", b"\x01" * 6, b"", "", BOUND, 0.0, 99.0, "me", 5)
+        d = ReplicatedStore(store, coord).write([lease])
+        sec.ackAll()
+        self.successResultOf(d)
+        self.assertEqual(store.leases["192.0.2.10"], lease)
+        self.assertIsNone(server.policy.acked_expiry("192.0.2.10"))
+        # Nobody connected at all: durable locally, acknowledged by nobody.
+        coord.linkDown(sec, "gone")
+        d = ReplicatedStore(store, coord).write([lease])
+        self.successResultOf(d)
+        self.assertIsNone(server.policy.acked_expiry("192.0.2.10"))
+        # t connects too: now every known peer has it.
+        coord.linkUp(sec)
+        third = FakeLink("t", SECONDARY)
+        coord.linkUp(third)
+        d = ReplicatedStore(store, coord).write([lease])
+        sec.ackAll()
+        self.assertNoResult(d)
+        self.assertIsNone(server.policy.acked_expiry("192.0.2.10"))
+        third.ackAll()
+        self.successResultOf(d)
+        self.assertEqual(server.policy.acked_expiry("192.0.2.10"), 99.0)
 
     def test_peer_lost_before_ack_fails_write(self):
         lease = Lease("192.0.2.10", b"\x01" * 6, b"", "", BOUND, 0.0, 99.0, "me", 5)

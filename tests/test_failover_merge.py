@@ -56,6 +56,26 @@ class MergeTests(SynchronousTestCase):
         merge(right, [one], NOW)
         self.assertEqual(left.get("192.0.2.10"), right.get("192.0.2.10"))
 
+    def test_version_first_then_larger_owner(self):
+        """docs/failover.md, Reconciliation: the newest stamp wins whatever
+        the owners; only on equal stamps does the larger owner name win."""
+        older_b, newer_a = (rec("192.0.2.10", 1, 9, owner="b"),
+                            rec("192.0.2.10", 2, 10, owner="a"))
+        for first, second in ((older_b, newer_a), (newer_a, older_b)):
+            table = LeaseTable()
+            table.put(first)
+            merge(table, [second], NOW)
+            self.assertEqual(table.get("192.0.2.10"), newer_a)
+        tie_a, tie_b = (rec("192.0.2.10", 1, 9, owner="a"),
+                        rec("192.0.2.10", 2, 9, owner="b"))
+        for first, second in ((tie_a, tie_b), (tie_b, tie_a)):
+            table = LeaseTable()
+            table.put(first)
+            _, conflicts = merge(table, [second], NOW)
+            self.assertEqual(table.get("192.0.2.10"), tie_b)
+            [c] = conflicts
+            self.assertEqual((c.winner, c.loser), (tie_b, tie_a))
+
     @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3),
                               st.integers(1, 20), st.sampled_from("abc")),
                     max_size=30), st.randoms())

@@ -10,8 +10,11 @@ network-namespace LAN with real clients (ISC dhclient, BusyBox udhcpc).
 - split brain (nftables in the primary's namespace drops the secondary's
   packets) for 30 s with clients joining on both sides, then heal: every
   lease on both servers, no address bound to two clients;
-- two secondaries: the primary dies, exactly one (the higher priority) goes
-  active;
+- election: a primary and two secondaries, the higher priority on the larger
+  name and then on the smaller; the primary dies, exactly one (the higher
+  priority) goes active and a client hears offers from it alone; four servers
+  split two and two: one active server per side, one binding per address
+  after the heal;
 - refusals: no certificate, another CA, a wrong name, different pools.
 
 Every test builds its own lab (namespaces ``dfo<pid>...``, documentation
@@ -42,10 +45,11 @@ from tests.labskip import needs
 RANGE = "192.0.2.10,192.0.2.109,1h"          # 100 addresses
 FIRST, LAST = "192.0.2.10", "192.0.2.109"
 OTHER_RANGE = "192.0.2.10,192.0.2.99,1h"     # for the pool mismatch
-ADDR = {"dhcp-a": "192.0.2.1", "dhcp-b": "192.0.2.2", "dhcp-c": "192.0.2.3"}
-HOST = {"dhcp-a": "pa", "dhcp-b": "pb", "dhcp-c": "pc"}
+ADDR = {"dhcp-a": "192.0.2.1", "dhcp-b": "192.0.2.2", "dhcp-c": "192.0.2.3",
+        "dhcp-d": "192.0.2.4"}
+HOST = {"dhcp-a": "pa", "dhcp-b": "pb", "dhcp-c": "pc", "dhcp-d": "pd"}
 PORT = 647
-NAMES = ["dhcp-a", "dhcp-b", "dhcp-c"]
+NAMES = ["dhcp-a", "dhcp-b", "dhcp-c", "dhcp-d"]
 DEAD_AFTER = 1.5
 TIMERS = ["--failover-heartbeat", "0.5", "--failover-dead-after", str(DEAD_AFTER)]
 TAKEOVER_LIMIT = 5.0          # seconds, from the issue
@@ -632,73 +636,190 @@ class SplitBrainTests(FailoverLabTestCase):
         self.assertEqual(records(after_a), records(after_b))
 
 
-class TwoSecondariesTests(FailoverLabTestCase):
+class ElectionTests(FailoverLabTestCase):
+    """Several secondaries that dial the primary and each other elect exactly
+    one active server per connected group (docs/failover.md, "Election")."""
 
-    @needs("udhcpc")
-    def test_one_secondary_takes_over(self):
-        """
-        A primary and two secondaries (dhcp-b priority 2, dhcp-c priority 1)
-        that dial the primary and each other: after ``kill -9`` of the
-        primary exactly one, dhcp-b, is active within 5 s and dhcp-c stays
-        passive (it never goes active); a new client is served by dhcp-b.
-        """
-        self.primary(peers=("dhcp-b", "dhcp-c"))
-        for name, other, prio in (("dhcp-b", "dhcp-c", 2), ("dhcp-c", "dhcp-b", 1)):
+    def group(self, priorities, timeout=25):
+        """Start dhcp-a (primary) and the secondaries in *priorities* (name
+        -> priority), each listening and dialling every other secondary;
+        wait until every secondary is passive, connected to and synced with
+        every other server, and holds a reserve."""
+        names = sorted(priorities)
+        self.primary(peers=names)
+        for name in names:
+            others = [n for n in names if n != name]
+            dials = []
+            for other in others:
+                dials += ["--failover-peer", "%s,%d,%s" % (ADDR[other], PORT, other)]
             self.startServer(name, self.peerArgs(name) + [
-                "--failover-master", "%s,%d,dhcp-a" % (ADDR["dhcp-a"], PORT),
-                "--failover-peer", "%s,%d,%s" % (ADDR[other], PORT, other),
-                "--failover-listen", str(PORT), "--failover-priority", str(prio),
-                "--failover-peers", "dhcp-a,%s" % other])
+                "--failover-master", "%s,%d,dhcp-a" % (ADDR["dhcp-a"], PORT)] + dials
+                + ["--failover-listen", str(PORT),
+                   "--failover-priority", str(priorities[name]),
+                   "--failover-peers", ",".join(["dhcp-a"] + others)])
 
         def group_ready():
-            for name, other in (("dhcp-b", "dhcp-c"), ("dhcp-c", "dhcp-b")):
+            for name in names:
                 s = self.status(name)
                 fo = s["failover"]
                 if fo["state"] != "passive":
                     return None
-                for peer in ("dhcp-a", other):
+                for peer in ["dhcp-a"] + [n for n in names if n != name]:
                     p = self.peer(fo, peer)
                     if not (p and p["connected"] and p["synced"]):
                         return None
                 if not sum(r["reserved_here"] for r in s["ranges"]):
                     return None
             return True
-        self.waitFor(group_ready, 20, "both secondaries passive, connected to "
-                     "each other, with reserves")
-        self.client("c1")
-        self.settle("dhcp-b", "dhcp-c")
+        self.waitFor(group_ready, timeout, "every secondary passive, connected "
+                     "to every server, with a reserve")
+        self.settle(*names)
 
+    def takeover(self, prio_b, prio_c):
+        """
+        A primary and two secondaries (priorities *prio_b*, *prio_c*): after
+        ``kill -9`` of the primary exactly one, the higher, is active within
+        5 s and the other never goes active; a new client hears offers from
+        the winner alone.
+        """
+        self.group({"dhcp-b": prio_b, "dhcp-c": prio_c})
+        winner, loser = (("dhcp-b", "dhcp-c") if prio_b > prio_c
+                         else ("dhcp-c", "dhcp-b"))
+        self.client("c1")
         killed = self.kill9("dhcp-a")
-        seen = {"dhcp-b": set(), "dhcp-c": set()}
+        seen = {winner: set(), loser: set()}
         took_over = None
         while time.monotonic() - killed < TAKEOVER_LIMIT + 2:
             states = {n: self.state(n) for n in seen}
             for n, st in states.items():
                 seen[n].add(st)
-            if took_over is None and states == {"dhcp-b": "active",
-                                                "dhcp-c": "passive"}:
+            if took_over is None and states == {winner: "active", loser: "passive"}:
                 took_over = time.monotonic() - killed
             time.sleep(0.1)
-        report("two secondaries: dhcp-b active %s after kill -9 of the primary; "
-               "states seen: dhcp-b %s, dhcp-c %s" % (
+        report("three servers (dhcp-b priority %d, dhcp-c priority %d): %s active "
+               "%s after kill -9 of the primary; states seen: %s %s, %s %s" % (
+                   prio_b, prio_c, winner,
                    "never" if took_over is None else "%.2fs" % took_over,
-                   sorted(seen["dhcp-b"]), sorted(seen["dhcp-c"])))
-        self.assertIsNotNone(took_over, "dhcp-b never active with dhcp-c passive"
-                             + self.logs())
+                   winner, sorted(seen[winner]), loser, sorted(seen[loser])))
+        self.assertIsNotNone(took_over, "%s never active with %s passive%s"
+                             % (winner, loser, self.logs()))
         self.assertLess(took_over, TAKEOVER_LIMIT)
-        self.assertNotIn("active", seen["dhcp-c"],
-                         "dhcp-c went active too" + self.logs("dhcp-c"))
-        self.assertEqual(self.state("dhcp-b"), "active")
-        self.assertEqual(self.state("dhcp-c"), "passive")
+        self.assertNotIn("active", seen[loser],
+                         "%s went active too%s" % (loser, self.logs(loser)))
+        for name in (winner, loser):
+            fo = self.status(name)["failover"]
+            self.assertEqual(fo["state"], "active" if name == winner else "passive")
+            self.assertEqual(fo["serving_dhcp"], name == winner)
 
         got = self.udhcpc("c1")
-        self.assertEqual(got["server_id"], ADDR["dhcp-b"], self.logs())
+        self.assertEqual(got["server_id"], ADDR[winner], self.logs())
         mac = self.lab.mac("c1")
-        self.waitFor(lambda: active(self.leases("dhcp-c")).get(got["ip"]) == mac,
-                     REPLICATION_LIMIT, "dhcp-b's lease replicated to dhcp-c")
-        counters = self.status("dhcp-c")["counters"]
+        self.waitFor(lambda: active(self.leases(loser)).get(got["ip"]) == mac,
+                     REPLICATION_LIMIT, "%s's lease replicated to %s" % (winner, loser))
+        counters = self.status(loser)["counters"]
         self.assertEqual(counters.get("offer", 0), 0, counters)
         self.assertEqual(counters.get("ack", 0), 0, counters)
+
+    @needs("udhcpc")
+    def test_higher_priority_on_the_smaller_name(self):
+        self.takeover(2, 1)
+
+    @needs("udhcpc")
+    def test_higher_priority_on_the_larger_name(self):
+        """The case the duplicate-connection rule used to get wrong: the
+        smaller name registered its peer with priority 0 and both went
+        active."""
+        self.takeover(1, 2)
+
+    def nft_cut(self, host, sources):
+        table = "dfo_part"
+        self.addCleanup(self.lab.run, host, ["nft", "delete", "table", "inet", table])
+        for cmd in (["add", "table", "inet", table],
+                    ["add", "chain", "inet", table, "in",
+                     "{ type filter hook input priority 0; }"]) + tuple(
+                ["add", "rule", "inet", table, "in", "ip", "saddr", src, "drop"]
+                for src in sources):
+            r = self.lab.run(host, ["nft"] + cmd, timeout=10)
+            if r.returncode != 0:
+                self.fail("nft %s in %s: %s%s" % (" ".join(cmd), host, r.stdout,
+                                                  r.stderr))
+
+    def nft_heal(self, host):
+        self.lab.run(host, ["nft", "delete", "table", "inet", "dfo_part"], timeout=10)
+
+    @needs("udhcpc", "nft")
+    def test_four_servers_partition(self):
+        """
+        A primary and three secondaries, all connected; nftables cuts
+        {dhcp-a, dhcp-b} off from {dhcp-c, dhcp-d} (clients still reach
+        everyone).  Each side has exactly one active server — the primary on
+        its side, the higher of dhcp-c and dhcp-d on the other — while
+        clients join; after the heal every server holds the same bindings and
+        no address is bound to two clients.
+        """
+        prios = {"dhcp-b": 3, "dhcp-c": 1, "dhcp-d": 2}
+        self.group(prios, timeout=30)
+        sides = (("dhcp-a", "dhcp-b"), ("dhcp-c", "dhcp-d"))
+        for host in ("pa", "pb"):
+            self.nft_cut(host, [ADDR["dhcp-c"], ADDR["dhcp-d"]])
+        cut = time.monotonic()
+
+        def one_per_side():
+            states = {n: self.state(n) for side in sides for n in side}
+            if [n for n, s in sorted(states.items()) if s == "active"] == \
+                    ["dhcp-a", "dhcp-d"]:
+                return states
+            return None
+        self.waitFor(one_per_side, 10, "dhcp-a and dhcp-d active, alone, on "
+                     "their sides")
+        report("four servers: one active per side %.2fs after the cut"
+               % (time.monotonic() - cut))
+        hosts = ["u%d" % i for i in range(1, 5)]
+        grants = {}
+        for host in hosts:
+            got = self.lab.udhcpc(self.client(host), timeout=6, check=False)
+            if got is not None:
+                grants[host] = got
+            states = {n: self.state(n) for side in sides for n in side}
+            self.assertEqual(sorted(n for n, s in states.items() if s == "active"),
+                             ["dhcp-a", "dhcp-d"], "%r%s" % (states, self.logs()))
+        self.assertTrue(grants, "no client got a lease during the partition"
+                        + self.logs())
+
+        for host in ("pa", "pb"):
+            self.nft_heal(host)
+        healed = time.monotonic()
+        names = ["dhcp-a", "dhcp-b", "dhcp-c", "dhcp-d"]
+
+        def settled():
+            for name in names:
+                fo = self.status(name)["failover"]
+                if fo["state"] != ("active" if name == "dhcp-a" else "passive"):
+                    return None
+                for p in fo["peers"]:
+                    if not (p["connected"] and p["synced"]
+                            and p["replication_lag"] == 0):
+                        return None
+            sets = [records(self.leases(n)) for n in names]
+            return sets if all(x == sets[0] for x in sets) else None
+        self.waitFor(settled, 40, "every server synced with every other and "
+                     "holding the same leases after the heal")
+        report("four servers: healed and identical %.2fs after the heal; %d "
+               "clients served during the partition (%s)" % (
+                   time.monotonic() - healed, len(grants),
+                   ", ".join(sorted({g["server_id"] for g in grants.values()}))))
+        final = active(self.leases("dhcp-a"))
+        configured = {}
+        for host in grants:
+            for cidr in self.lab.addresses(host):
+                configured.setdefault(cidr.split("/")[0], []).append(host)
+        self.assertEqual({ip: hs for ip, hs in configured.items() if len(hs) > 1},
+                         {}, "clients configured with one address")
+        for host, got in grants.items():
+            self.assertEqual(final.get(got["ip"]), self.lab.mac(host),
+                             "%s's address is not bound to it after the heal" % host)
+        conflicts = sum(self.status(n)["failover"]["conflict_count"] for n in names)
+        self.assertEqual(conflicts, 0)
 
 
 _NO_CERT_PROBE = r"""

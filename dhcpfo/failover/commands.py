@@ -1,4 +1,4 @@
-"""The failover protocol's AMP commands (version 1), and how leases cross the wire.
+"""The failover protocol's AMP commands (version 2), and how leases cross the wire.
 
 Command definitions only: no I/O, no state.  The peer protocol responds to
 them; see the docstrings for who sends what.
@@ -10,11 +10,11 @@ clock (L{encode_lease} / L{decode_lease}).  A peer whose wall clock is ten
 minutes off therefore hands over leases that expire when they should by the
 receiver's clock.  The transit time is not subtracted, which errs safe: an
 address looks held a few milliseconds longer.  Infinite leases
-(``expiry == INFINITE_EXPIRY``) travel as ``expires_in = inf``.  The commands
+(``expiry == dhcpfo.addr.NEVER``) travel as ``expires_in = inf``.  The commands
 also carry the sender's absolute ``now``, for measuring skew only.
 
 **Every AMP value is at most 65,535 bytes**, so lease lists are split by
-encoded size (L{chunk_leases}, L{chunk_addresses}).
+encoded size (L{chunk_leases}).
 
 **Incoming records are validated** (L{validate_lease}) before they touch the
 database: address inside our ranges, known state, sane times and version
@@ -24,18 +24,19 @@ stamp, bounded strings.
 import hashlib
 import ipaddress
 import math
-import socket
 import struct
 
 from twisted.protocols import amp
 
+from dhcpfo.addr import NEVER, bytes_from_str, str_from_bytes
 from dhcpfo.leases.hlc import stamp_seconds
 from dhcpfo.leases.lease import STATES, Lease
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+# 2: Hello's answer and StateAnnounce carry the priority (the election needs
+#    it on both ends of every connection); TransferOwnership is gone.
 
 MAX_VALUE_BYTES = amp.MAX_VALUE_LENGTH      # 65535
-INFINITE_EXPIRY = float(1 << 62)            # Lease.expiry of an infinite lease
 
 # Validation limits.
 MAX_LEASE_AHEAD = 10 * 365 * 86400.0   # a finite expiry further ahead is absurd
@@ -65,6 +66,11 @@ class NotAllowed(Exception):
     name that is not a configured peer)."""
 
 
+class Duplicate(Exception):
+    """We already keep another connection with this peer (the election's
+    rule for two connections between one pair); this one is closed."""
+
+
 class InvalidLease(ValueError):
     """An incoming lease record failed validation; the message says which and why."""
 
@@ -91,7 +97,7 @@ class LeaseRecords(amp.Argument):
             hostname = f["hostname"].encode("utf-8")
             owner = f["owner"].encode("utf-8")
             state = f["state"].encode("utf-8")
-            parts.append(pack(socket.inet_aton(f["ip"]), f["started_ago"],
+            parts.append(pack(bytes_from_str(f["ip"]), f["started_ago"],
                               f["expires_in"], f["version"], len(f["hwaddr"]),
                               len(f["client_id"]), len(hostname), len(owner),
                               len(state)))
@@ -122,7 +128,7 @@ class LeaseRecords(amp.Argument):
                 state = inString[i:i + n_state].decode("utf-8")
                 i += n_state
                 records.append({
-                    "ip": socket.inet_ntoa(ip), "hwaddr": hwaddr,
+                    "ip": str_from_bytes(ip), "hwaddr": hwaddr,
                     "client_id": client_id, "hostname": hostname, "state": state,
                     "started_ago": started_ago, "expires_in": expires_in,
                     "owner": owner, "version": version})
@@ -133,7 +139,7 @@ class LeaseRecords(amp.Argument):
 
 def encode_lease(lease, now):
     """The wire fields of ``lease``, its times relative to ``now`` (ours)."""
-    if lease.expiry >= INFINITE_EXPIRY:
+    if lease.expiry >= NEVER:
         expires_in = math.inf
     else:
         expires_in = float(lease.expiry) - now
@@ -157,7 +163,7 @@ def decode_lease(fields, now):
     """
     expires_in = fields["expires_in"]
     if expires_in == math.inf:
-        expiry = INFINITE_EXPIRY
+        expiry = NEVER
     else:
         expiry = now + expires_in
     return Lease(ip=fields["ip"], hwaddr=fields["hwaddr"],
@@ -188,21 +194,6 @@ def chunk_leases(leases, max_bytes=MAX_VALUE_BYTES):
             yield chunk
             chunk, size = [], 0
         chunk.append(fields)
-        size += n
-    if chunk:
-        yield chunk
-
-
-def chunk_addresses(addresses, max_bytes=MAX_VALUE_BYTES):
-    """Split addresses (str) into lists whose ``ListOf(Unicode())`` encoding
-    is at most ``max_bytes`` (for L{TransferOwnership})."""
-    chunk, size = [], 0
-    for address in addresses:
-        n = 2 + len(address.encode("utf-8"))
-        if chunk and size + n > max_bytes:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(address)
         size += n
     if chunk:
         yield chunk
@@ -265,7 +256,7 @@ def validate_lease(lease, ranges_check, now):
         raise _bad(lease, "it starts %.0f s in the future" % (start - now,))
     if not _is_number(expiry) or math.isnan(expiry) or expiry < 0:
         raise _bad(lease, "expiry %r is not a time" % (expiry,))
-    if expiry != INFINITE_EXPIRY and expiry - now > MAX_LEASE_AHEAD:
+    if expiry != NEVER and expiry - now > MAX_LEASE_AHEAD:
         raise _bad(lease, "it expires %.0f days from now (more than 10 years, and "
                           "not infinite)" % ((expiry - now) / 86400,))
     version = lease.version
@@ -295,20 +286,16 @@ def pool_digest(lines):
     return hashlib.sha256("\n".join(_pool_lines(lines)).encode("utf-8")).hexdigest()
 
 
-def pool_difference(ours, theirs):
-    """A sentence saying how two pool configurations (text lines) differ, or
-    None if they agree.  For L{PoolMismatch} messages."""
+def pool_difference(we, ours, they, theirs):
+    """A sentence saying how two pool configurations (text lines) differ,
+    naming each side (``we``, ``they``: the refused peer logs it verbatim),
+    or None if they agree.  For L{PoolMismatch} messages."""
     ours, theirs = set(_pool_lines(ours)), set(_pool_lines(theirs))
     if ours == theirs:
         return None
-    parts = []
-    if theirs - ours:
-        parts.append("the peer has %s, which we do not"
-                     % "; ".join(sorted(theirs - ours)))
-    if ours - theirs:
-        parts.append("we have %s, which the peer does not"
-                     % "; ".join(sorted(ours - theirs)))
-    return "pool configurations differ: " + ", and ".join(parts)
+    return "pool configurations differ: %s has %s; %s has %s" % (
+        we, "; ".join(sorted(ours - theirs)) or "nothing else",
+        they, "; ".join(sorted(theirs - ours)) or "nothing else")
 
 
 # --- commands -------------------------------------------------------------------
@@ -322,8 +309,10 @@ class Hello(amp.Command):
     ``pool_digest`` is L{pool_digest} of the sender's pool configuration;
     ``pools`` (optional) its lines, so a responder that finds the digests
     differ can say what differs (L{pool_difference}).  ``role`` is one of
-    L{ROLES}; ``priority`` orders secondaries (lower goes active first).
-    Errors are fatal: the connection is dropped after the error is sent.
+    L{ROLES}; ``priority`` orders secondaries (the highest goes active
+    first, see L{dhcpfo.failover.election}).  The answer carries the same
+    about the responder, so both ends rank each other alike.  Errors are
+    fatal: the connection is dropped after the error is sent.
     """
 
     arguments = [
@@ -339,6 +328,7 @@ class Hello(amp.Command):
         (b"version", amp.Integer()),
         (b"name", amp.Unicode()),
         (b"role", amp.Unicode()),
+        (b"priority", amp.Integer()),
         (b"state", amp.Unicode()),
         (b"hlc", amp.Integer()),
     ]
@@ -346,6 +336,7 @@ class Hello(amp.Command):
         VersionMismatch: b"VERSION_MISMATCH",
         PoolMismatch: b"POOL_MISMATCH",
         NotAllowed: b"NOT_ALLOWED",
+        Duplicate: b"DUPLICATE",
     }
 
 
@@ -390,25 +381,13 @@ class Heartbeat(amp.Command):
 
 
 class StateAnnounce(amp.Command):
-    """A peer's failover state changed (and its priority, for the election)."""
+    """Our failover state or priority changed: sent at once on the change, so
+    the peer re-runs its election without waiting for a heartbeat."""
 
     arguments = [
-        (b"name", amp.Unicode()),
         (b"state", amp.Unicode()),
         (b"priority", amp.Integer()),
+        (b"hlc", amp.Integer()),
     ]
     response = []
-    fatalErrors = _REFUSALS
-
-
-class TransferOwnership(amp.Command):
-    """Hand free ``addresses`` to ``to_name`` (the receiver); ``accepted`` is
-    how many the receiver now owns durably.  Ownership moves only when this
-    is acknowledged (design rule 1).  Split by L{chunk_addresses}."""
-
-    arguments = [
-        (b"addresses", amp.ListOf(amp.Unicode())),
-        (b"to_name", amp.Unicode()),
-    ]
-    response = [(b"accepted", amp.Integer())]
     fatalErrors = _REFUSALS

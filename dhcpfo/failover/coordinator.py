@@ -1,35 +1,40 @@
 """The failover logic of one server, free of sockets: who serves, what is safe.
 
-Links (authenticated peer connections, :mod:`dhcpfo.failover.peer`) report
-to the coordinator; it drives the role machine and sets the DHCP server's
-policy:
+"Rule N" below is the numbered list in docs/failover.md ("Why no address is
+ever bound to two clients").  Peer connections reach the coordinator only
+through :class:`~dhcpfo.failover.seam.IPeerHost`; it drives the role machine
+(:mod:`~dhcpfo.failover.election` decides who leads) and is the only writer of
+the DHCP server's :class:`~dhcpfo.failover.policy.FailoverPolicy`:
 
-- ``serving``: only the ``active`` server answers DHCP (design rule 5);
-- ``restricted``: some peer we know of is unreachable, so the server only
+- ``serving``: only the ``active`` server answers DHCP (the election);
+- ``restricted``: some peer we know of is not synced, so the server only
   allocates addresses it owns and caps lease times at the peers'
-  acknowledged expiry + MCLT (rules 1 and 2);
+  acknowledged expiry + MCLT (rules 1 and 3);
 - ``primary``: free addresses nobody reserved belong to the primary; a
   secondary allocates only from its reserve (``backup`` records the primary
-  transferred to it by acknowledged replication).
+  transferred to it by acknowledged replication, :mod:`~dhcpfo.failover.reserve`).
 
 Every lease the server commits is replicated to every connected peer, and the
-write is durable only when they all acknowledged (rule 3, see
-:class:`ReplicatedStore`).  Records from peers are validated, merged (newest
-version wins, rule 4), written to the local store, then acknowledged.
+write is durable only when they all acknowledged (rule 2,
+:class:`~dhcpfo.failover.replicated.ReplicatedStore`).  Records from peers
+are validated, merged (newest version wins, "Reconciliation"), written to the
+local store, then acknowledged.
 """
 
 import attr
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dhcpfo.failover import commands, reserve
+from dhcpfo.failover.election import PRIMARY, SECONDARY, Connection, Member, elect
 from dhcpfo.failover.merge import merge
+from dhcpfo.failover.replicated import ReplicatedStore
+from dhcpfo.failover.seam import IPeerHost
 from dhcpfo.failover.state import ACTIVE, RoleMachine
-from dhcpfo.interfaces import ILeaseStore
-from dhcpfo.leases.lease import ACTIVE as BOUND, BACKUP, DECLINED, RELEASED, Lease
 
-PRIMARY, SECONDARY = "primary", "secondary"
+__all__ = ["PRIMARY", "SECONDARY", "FailoverSettings", "Coordinator",
+           "ReplicatedStore"]
 
 
 @attr.s(frozen=True)
@@ -45,23 +50,31 @@ class FailoverSettings:
     peers = attr.ib(default=())          # every other server of the group
     partner_down_after = attr.ib(default=None)  # seconds, opt-in
     master = attr.ib(default=None)       # the primary's name, for a secondary
+    pool_lines = attr.ib(default=(), converter=tuple)  # must agree between peers
 
 
-def precedence(role, priority, name):
-    """Higher sorts first in the line of succession."""
-    return (role == PRIMARY, priority, name)
-
-
+@implementer(IPeerHost)
 class Coordinator:
+    """``hlc`` is the server's hybrid logical clock, ``policy`` the
+    FailoverPolicy the DHCP server reads, ``pools`` an IPoolView (needed by
+    a primary, for reserves), ``in_ranges(ip_str)`` says whether a peer's
+    record lies in our ranges."""
+
     _log = Logger()
 
-    def __init__(self, settings, server, table, store, clock):
+    def __init__(self, settings, table, store, clock, *, hlc, policy, pools=None,
+                 in_ranges=lambda ip: True):
         self.settings = settings
-        self.server = server
         self.table = table
         self.store = store          # the local, unreplicated store
         self.clock = clock
-        self.links = {}             # peer name -> link (hello done)
+        self.hlc = hlc
+        self.policy = policy        # ours (FailoverPolicy); the server reads it
+        self.pools = pools
+        self._in_ranges = in_ranges
+        self.pool_digest = commands.pool_digest(settings.pool_lines)
+        self.me = Member(settings.name, settings.role, settings.priority)
+        self.links = {}             # peer name -> link (hello done, kept)
         self.synced = set()         # names whose exchange is complete
         self.known = set(settings.peers)  # configured, seen, or in the leases
         self.partner_down = {}      # name -> when its addresses become ours
@@ -72,13 +85,12 @@ class Coordinator:
         if settings.master:
             self._roles[settings.master] = PRIMARY
         self.conflicts = []
+        self.invalid_records = 0
         self.last_heard = {}        # name -> seconds
         self.machine = RoleMachine(self._changed)
         self._grace = None
         self._grace_over = False
         self._rebalancer = None
-        self._me = precedence(settings.role, settings.priority, settings.name)
-        self.policy = server.policy  # ours (FailoverPolicy); the server reads it
         self._apply()
         table.listeners.append(self._noticeOwner)
 
@@ -119,12 +131,57 @@ class Coordinator:
             self._apply()
             self._scheduleAutoDown(owner)
 
+    # -- what a peer connection asks (IPeerHost) ------------------------------
+
+    @property
+    def state(self):
+        return self.machine.state
+
+    def stamp(self):
+        return self.hlc.now()
+
+    def observe(self, stamp):
+        self.hlc.observe(stamp)
+
+    def snapshot(self):
+        return list(self.table)
+
+    def check(self, lease, now):
+        commands.validate_lease(lease, self._in_ranges, now)
+
+    def rejected(self, peer, why):
+        self.invalid_records += 1
+        self._log.warn("ignored a record from {peer}: {why}", peer=peer, why=why)
+
+    def silence(self, name):
+        return self.clock.seconds() - self.last_heard.get(name, 0)
+
+    def heard(self, name):
+        self.last_heard[name] = self.clock.seconds()
+
     # -- links ---------------------------------------------------------------
 
-    def higher(self, link):
-        return precedence(link.role, link.priority, link.name) > self._me
+    def _connection(self, link):
+        return Connection(Member(link.name, link.role, link.priority),
+                          link.dialled_by_me, link.serial, link)
+
+    def _election(self, extra=()):
+        return elect(self.me, [self._connection(l) for l in self.links.values()]
+                     + [self._connection(l) for l in extra])
 
     def linkUp(self, link):
+        """Hello is done on ``link``: keep it (True) unless it duplicates a
+        connection the election keeps (False: the caller closes it)."""
+        outcome = self._election([link])
+        if outcome.kept.get(link.name, Connection(None, None)).handle is not link:
+            return False
+        for dup in outcome.dropped:
+            # Replaced, not lost: no evaluation in between, so no flap.
+            old = dup.handle
+            if self.links.get(old.name) is old:
+                del self.links[old.name]
+                self.synced.discard(old.name)
+            old.drop("replaced by a newer connection")
         self.links[link.name] = link
         self._roles[link.name] = link.role
         self.known.add(link.name)
@@ -136,6 +193,7 @@ class Coordinator:
         self._log.info("failover peer {peer} ({role}, priority {priority}) connected",
                        peer=link.name, role=link.role, priority=link.priority)
         self.evaluate("peer %s connected" % link.name)
+        return True
 
     def linkSynced(self, link):
         if self.links.get(link.name) is not link:
@@ -155,15 +213,24 @@ class Coordinator:
         self.evaluate("peer %s lost" % link.name)
         self._scheduleAutoDown(link.name)
 
-    def heard(self, name):
-        self.last_heard[name] = self.clock.seconds()
+    def peerChanged(self, link):
+        if self.links.get(link.name) is link:
+            self.evaluate("peer %s now %s, priority %d"
+                          % (link.name, link.peer_state, link.priority))
+
+    def setPriority(self, priority):
+        """Our priority changed: re-elect here and tell every peer."""
+        self.settings = attr.evolve(self.settings, priority=priority)
+        self.me = Member(self.settings.name, self.settings.role, priority)
+        self.evaluate("our priority is now %d" % priority)
+        self._announce()
 
     # -- role ----------------------------------------------------------------
 
     def evaluate(self, why):
-        higher = [l for l in self.links.values() if self.higher(l)]
+        higher = self._election().higher
         if higher:
-            if any(l.name in self.synced for l in higher):
+            if any(c.peer.name in self.synced for c in higher):
                 self.machine.leaderSynced(why=why)
             else:
                 self.machine.leaderConnected(why=why)
@@ -176,10 +243,11 @@ class Coordinator:
     def _changed(self, old, new, why):
         self._log.info("failover state {old} -> {new} ({why})", old=old, new=new,
                        why=why)
+        self._announce(new)
+
+    def _announce(self, state=None):
         for link in list(self.links.values()):
-            announce = getattr(link, "stateChanged", None)
-            if announce is not None:
-                announce(new)
+            link.announce(state or self.state, self.settings.priority)
 
     def _apply(self):
         self.policy.update(
@@ -190,10 +258,6 @@ class Coordinator:
             # Until the databases are exchanged we do not know what a peer
             # did while we could not hear it: connected is not enough.
             restricted=bool(self.known - self.synced))
-
-    @property
-    def state(self):
-        return self.machine.state
 
     # -- replication ---------------------------------------------------------
 
@@ -214,7 +278,7 @@ class Coordinator:
         """Records from a peer: merge, make durable, then the caller acks."""
         now = self.clock.seconds()
         for lease in leases:
-            self.server.hlc.observe(lease.version)
+            self.hlc.observe(lease.version)
         accepted, conflicts = merge(self.table, leases, now)
         for conflict in conflicts:
             self.conflicts.append(conflict)
@@ -236,23 +300,21 @@ class Coordinator:
 
     def rebalance(self):
         """Keep each connected secondary's reserve at its share of the free
-        addresses: give more when it is short, take some back when the
-        primary has run dry.  Runs after each exchange and periodically."""
+        addresses (:mod:`dhcpfo.failover.reserve`).  Runs after each
+        exchange and periodically."""
         if self._rebalancer is not None and self._rebalancer.active():
             self._rebalancer.cancel()
         self._rebalancer = self.clock.callLater(self.settings.rebalance_every,
                                                 self.rebalance)
         secondaries = sorted(name for name, l in self.links.items()
                              if l.role == SECONDARY and name in self.synced)
-        if not secondaries or self.settings.reserve <= 0:
+        if not secondaries or self.settings.reserve <= 0 or self.pools is None:
             return defer.succeed(None)
-        now = self.clock.seconds()
-        give, take = [], []
-        ranges = [r for subnet in self.server.subnets for r in subnet.ranges
-                  if not r.static]
-        held = self._heldByRange(ranges, now)
-        for rng in ranges:
-            self._balance(rng, held[rng.index], secondaries, now, give, take)
+        give, take = reserve.plan(
+            self.table, self.pools, secondaries, share=self.settings.reserve,
+            me=self.settings.name, restricted=self.policy.restricted,
+            mclt=self.settings.mclt, now=self.clock.seconds(),
+            version=self.hlc.now)
         ds = []
         if give:
             # Ours first (we stop allocating them), then theirs: if the
@@ -276,62 +338,6 @@ class Coordinator:
         d = defer.gatherResults(ds, consumeErrors=True)
         return d.addErrback(lambda f: self._log.warn(
             "reserve rebalancing not acknowledged: {why}", why=f.getErrorMessage()))
-
-    def _heldByRange(self, ranges, now):
-        """Per range: ``(taken, owned)`` — the addresses that are not free
-        (as ints) and each secondary's reserve.  One pass over the leases,
-        not over the (possibly huge) ranges."""
-        from dhcpfo.dhcp.pool import ip_int
-        import socket
-        restricted = self.policy.restricted
-        mclt = self.settings.mclt
-        result = {r.index: (set(), {}) for r in ranges}
-        for lease in self.table:
-            ip = ip_int(socket.inet_aton(lease.ip))
-            for rng in ranges:
-                if rng.start <= ip <= rng.end:
-                    break
-            else:
-                continue
-            taken, owned = result[rng.index]
-            state = lease.state
-            if state == BACKUP:
-                owned.setdefault(lease.owner, []).append(ip)
-                taken.add(ip)
-            elif state == BOUND or state == DECLINED or (
-                    restricted and lease.expiry + mclt > now):
-                taken.add(ip)
-        return result
-
-    def _balance(self, rng, held, secondaries, now, give, take):
-        from dhcpfo.dhcp.pool import ip_str
-        taken, reserves = held
-        owned = {name: reserves.get(name, []) for name in secondaries}
-        offered = self.server.offered
-        free_count = rng.size - len(taken) - self.server.offers_between(
-            rng.start, rng.end)
-        total = free_count + sum(len(v) for v in owned.values())
-        target = int(self.settings.reserve * total / len(secondaries))
-        version = self.server.hlc.now
-        me = self.settings.name
-        need = sum(max(target - len(v), 0) for v in owned.values())
-        free = []
-        ip = rng.end
-        while len(free) < need and ip >= rng.start:  # from the top down
-            if ip not in taken and not offered(ip):
-                free.append(ip)
-            ip -= 1
-        for name in secondaries:
-            mine = owned[name]
-            while len(mine) < target and free:
-                ip = free.pop(0)
-                give.append(Lease(ip_str(ip), b"", b"", "", BACKUP, now, now,
-                                  name, version()))
-                mine.append(ip)
-            if free_count <= 0 and len(mine) > 1:
-                for ip in mine[:len(mine) // 2]:
-                    take.append(Lease(ip_str(ip), b"", b"", "", RELEASED, now, now,
-                                      me, version()))
 
     # -- partner-down ----------------------------------------------------------
 
@@ -398,54 +404,16 @@ class Coordinator:
                 "connected": link is not None,
                 "synced": name in self.synced,
                 "role": link.role if link else None,
+                "priority": link.priority if link else None,
                 "state": link.peer_state if link else None,
                 "last_heard_ago": round(now - heard, 3) if heard else None,
                 "replication_lag": link.pending() if link else None,
             })
-        return {"role": self.settings.role, "state": self.state,
+        return {"role": self.settings.role, "priority": self.settings.priority,
+                "state": self.state,
                 "partner_down": {n: {"takeover_at": t, "done": n in self.taken_over}
                                  for n, t in self.partner_down.items()},
                 "serving_dhcp": self.policy.serving,
                 "restricted": self.policy.restricted, "peers": peers,
                 "conflicts": [c.as_json() for c in self.conflicts[-100:]],
                 "conflict_count": len(self.conflicts)}
-
-
-@implementer(ILeaseStore)
-class ReplicatedStore:
-    """A store whose writes are durable locally *and* acknowledged by every
-    connected peer; only then does the DHCP protocol send its ACK."""
-
-    def __init__(self, store, coordinator):
-        self._store = store
-        self._coordinator = coordinator
-        self.durable = store.durable
-
-    def open(self):
-        return self._store.open()
-
-    def close(self):
-        return self._store.close()
-
-    def write(self, leases):
-        done = defer.Deferred()
-        pending = [2, None]  # outstanding, first failure
-
-        def settle(result, peers):
-            if isinstance(result, Failure):
-                if pending[1] is None:
-                    pending[1] = result
-                result = None
-            elif peers and result:  # every peer we know of has them
-                policy = self._coordinator.policy
-                for lease in leases:
-                    policy.acknowledged(lease.ip, lease.expiry)
-            pending[0] -= 1
-            if pending[0] == 0:
-                if pending[1] is None:
-                    done.callback(None)
-                else:
-                    done.errback(pending[1])
-        self._store.write(leases).addBoth(settle, False)
-        self._coordinator.replicate(leases).addBoth(settle, True)
-        return done

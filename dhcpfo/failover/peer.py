@@ -2,40 +2,57 @@
 
 One connection is one *link*: after TLS has proved the peer's name
 (:class:`dhcpfo.failover.tls.PeerAuthenticationMixin`), the connecting side
-sends ``Hello``; both sides then register the link with the coordinator,
-stream their whole lease database to each other (``DatabaseChunk``), and from
-then on replicate every change (``LeaseBatch``, group-committed: one call in
-flight per link, the next carries everything queued meanwhile) and exchange
-heartbeats.  Silence longer than ``dead_after`` drops the link.
+sends ``Hello`` and the other answers, each with its name, role and priority;
+both then offer the link to their coordinator (which may refuse a duplicate,
+see :mod:`dhcpfo.failover.election`), stream their whole lease database to
+each other (``DatabaseChunk``), and from then on replicate every change
+(``LeaseBatch``, group-committed: one call in flight per link, the next
+carries everything queued meanwhile), exchange heartbeats, and announce
+state or priority changes at once (``StateAnnounce``).  Silence longer than
+``dead_after`` drops the link.
+
+The protocol is thin: it decodes, validates and calls its host through
+:class:`dhcpfo.failover.seam.IPeerHost`, nothing else.
 """
 
+import itertools
+
 from twisted.internet import defer, task
+from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
-from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from dhcpfo.failover import commands as C
+from dhcpfo.failover.seam import ILink
 from dhcpfo.failover.tls import PeerAuthenticationMixin, PeerGate
+from dhcpfo.leases.groupcommit import GroupCommit
+
+_serials = itertools.count(1)
 
 
+@implementer(ILink)
 class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
+    """One peer connection: decodes and validates, then asks ``host`` (an
+    :class:`~dhcpfo.failover.seam.IPeerHost`, the coordinator)."""
+
     _log = Logger()
 
-    def __init__(self, node, gate, initiator):
+    def __init__(self, host, gate, initiator, allowed=()):
         super().__init__()
-        self.node = node            # the FailoverNode: coordinator, settings, ...
+        self.host = host
         self.gate = gate
-        self.initiator = initiator
+        self.initiator = self.dialled_by_me = initiator
+        self.allowed = list(allowed)  # names a peer may claim (insecure mode)
+        self.serial = next(_serials)
         self.name = None            # the peer's name once Hello is done
         self.role = None
         self.priority = 0
         self.peer_state = None
         self.registered = False
         self._proved = None
-        self._queue = []
-        self._waiters = []
-        self._inflight = 0
+        self._replication = GroupCommit(self._sendBatch)
         self._sent_all = False
         self._received_all = False
         self._heartbeat = None
@@ -48,19 +65,19 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
     def peerAuthenticated(self, name):
         self._proved = name
         if self.initiator:
-            node = self.node
+            host = self.host
+            me = host.settings
             d = self.callRemote(
-                C.Hello, version=C.PROTOCOL_VERSION, name=node.settings.name,
-                role=node.settings.role, priority=node.settings.priority,
-                pool_digest=node.pool_digest, pools=node.pool_lines,
-                hlc=node.server.hlc.now())
+                C.Hello, version=C.PROTOCOL_VERSION, name=me.name, role=me.role,
+                priority=me.priority, pool_digest=host.pool_digest,
+                pools=list(me.pool_lines), hlc=host.stamp())
             d.addCallbacks(self._helloAnswered, self._helloRefused)
 
     def _claimed(self, name):
         """The name a peer claims must be the one its certificate proved."""
         if self._proved is not None:
             return name == self._proved
-        return name in self.node.config.peers  # --failover-insecure
+        return name in self.allowed  # --failover-insecure
 
     @C.Hello.responder
     def hello(self, version, name, role, priority, pool_digest, hlc, pools=None):
@@ -73,68 +90,79 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
             raise
 
     def _hello(self, version, name, role, priority, pool_digest, hlc, pools):
-        node = self.node
+        host = self.host
+        me = host.settings
         if version != C.PROTOCOL_VERSION:
             raise C.VersionMismatch("we speak failover protocol %d, the peer %d"
                                     % (C.PROTOCOL_VERSION, version))
         if not self._claimed(name):
             raise C.NotAllowed("the peer says it is %r but its certificate proves "
                                "%r" % (name, self._proved))
-        if pool_digest != node.pool_digest:
-            ours, theirs = set(node.pool_lines), set(pools or [])
+        if pool_digest != host.pool_digest:
             raise C.PoolMismatch(
-                "pool configurations differ: %s has %s; %s has %s" % (
-                    node.settings.name, "; ".join(sorted(ours - theirs)) or "nothing else",
-                    name, "; ".join(sorted(theirs - ours)) or "nothing else"))
+                C.pool_difference(me.name, me.pool_lines, name, pools or [])
+                or "pool digests differ, and the peer did not say how")
         if role not in C.ROLES:
             raise C.NotAllowed("unknown role %r" % role)
-        node.server.hlc.observe(hlc)
-        self._register(name, role, priority)
-        return {"version": C.PROTOCOL_VERSION, "name": node.settings.name,
-                "role": node.settings.role, "state": node.coordinator.state,
-                "hlc": node.server.hlc.now()}
+        host.observe(hlc)
+        if not self._register(name, role, priority):
+            raise C.Duplicate("%s keeps another connection with %s"
+                              % (me.name, name))
+        return {"version": C.PROTOCOL_VERSION, "name": me.name, "role": me.role,
+                "priority": me.priority, "state": host.state,
+                "hlc": host.stamp()}
 
     def _helloAnswered(self, answer):
-        if not self._claimed(answer["name"]):
-            self._log.warn("failover peer answered as {name}, not as the {proved} "
-                           "its certificate proves; dropped", name=answer["name"],
+        if not self._claimed(answer["name"]) or answer["role"] not in C.ROLES:
+            self._log.warn("failover peer answered as {name} ({role}), not as the "
+                           "{proved} its certificate proves; dropped",
+                           name=answer["name"], role=answer["role"],
                            proved=self._proved)
             self.transport.abortConnection()
             return
-        self.node.server.hlc.observe(answer["hlc"])
+        self.host.observe(answer["hlc"])
         self.peer_state = answer["state"]
         self.factory.refused = False
-        self._register(answer["name"], answer["role"], 0)
+        if not self._register(answer["name"], answer["role"], answer["priority"]):
+            self._log.info("keeping the other connection with {peer}; this one "
+                           "is closed", peer=answer["name"])
+            self.transport.abortConnection()
 
     def _helloRefused(self, failure):
+        self.factory.refused = True
+        if failure.check(C.Duplicate):
+            self._log.info("{why}: this connection is closed (retrying every "
+                           "{delay:.0f}s)", why=failure.getErrorMessage(),
+                           delay=REFUSED_RETRY)
+            self.transport.abortConnection()
+            return
         self._log.warn("failover peer {peer} refused us: {why} (retrying every "
                        "{delay:.0f}s)", peer=self._proved, why=failure.getErrorMessage(),
                        delay=REFUSED_RETRY)
-        self.factory.refused = True
         self.transport.abortConnection()
 
     def _register(self, name, role, priority):
-        node = self.node
         self.name, self.role, self.priority = name, role, priority
-        existing = node.coordinator.links.get(name)
-        if existing is not None and existing is not self:
-            # Two connections between one pair (both dialled): keep the one
-            # dialled by the smaller name, on both sides alike.
-            mine_wins = self.initiator == (node.settings.name < name)
-            if not mine_wins:
-                self.transport.abortConnection()
-                return
-            existing.transport.abortConnection()
-            node.coordinator.linkDown(existing, "replaced by a new connection")
+        """Offer this link to the host; False if it keeps another one."""
+        host = self.host
+        if not host.linkUp(self):
+            return False
         self.registered = True
-        node.coordinator.linkUp(self)
         self._heartbeat = task.LoopingCall(self._beat)
-        self._heartbeat.clock = node.clock
-        self._heartbeat.start(node.settings.heartbeat, now=False)
+        self._heartbeat.clock = host.clock
+        self._heartbeat.start(host.settings.heartbeat, now=False)
         # Not before our Hello answer is on the wire: the peer drops anything
         # that arrives before it has registered us.
-        node.clock.callLater(0, self._sendDatabase)
+        host.clock.callLater(0, self._sendDatabase)
         self._progress()
+        return True
+
+    def drop(self, why):
+        self._log.info("closing the connection to {peer}: {why}", peer=self.name,
+                       why=why)
+        self.registered = False
+        if self.transport is not None:
+            self.transport.abortConnection()
 
     def _progress(self):
         """The exchange moved; a stall of EXCHANGE_STALL seconds drops the
@@ -142,7 +170,7 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
         if self._stall is not None and self._stall.active():
             self._stall.cancel()
         if not (self._sent_all and self._received_all):
-            self._stall = self.node.clock.callLater(EXCHANGE_STALL, self._stalled)
+            self._stall = self.host.clock.callLater(EXCHANGE_STALL, self._stalled)
 
     def _stalled(self):
         self._log.warn("database exchange with {peer} stalled ({sent} chunks sent, "
@@ -157,19 +185,19 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
 
     @defer.inlineCallbacks
     def _sendDatabase(self):
-        node = self.node
-        leases = list(node.table)
+        host = self.host
+        leases = host.snapshot()
         seq = 0
         try:
-            now = node.clock.seconds()
+            now = host.clock.seconds()
             for chunk in C.chunk_leases(C.encode_lease(l, now) for l in leases):
                 yield self.callRemote(C.DatabaseChunk, leases=chunk, seq=seq,
-                                      last=False, hlc=node.server.hlc.now(), now=now)
+                                      last=False, hlc=host.stamp(), now=now)
                 seq += 1
                 self._chunks_sent = seq
                 self._progress()
             yield self.callRemote(C.DatabaseChunk, leases=[], seq=seq, last=True,
-                                  hlc=node.server.hlc.now(), now=node.clock.seconds())
+                                  hlc=host.stamp(), now=host.clock.seconds())
         except Exception as e:
             self._log.warn("database exchange with {peer} failed: {why}",
                            peer=self.name, why=e)
@@ -183,22 +211,20 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
 
     def _maybeSynced(self):
         if self._sent_all and self._received_all:
-            self.node.coordinator.linkSynced(self)
+            self.host.linkSynced(self)
 
     def _incoming(self, fields_list, strict):
-        node = self.node
-        now = node.clock.seconds()
+        host = self.host
+        now = host.clock.seconds()
         leases = []
         for fields in fields_list:
             lease = C.decode_lease(fields, now)
             try:
-                C.validate_lease(lease, node.in_ranges, now)
+                host.check(lease, now)
             except C.InvalidLease as e:
                 if strict:
                     raise
-                node.stats["invalid_records"] += 1
-                self._log.warn("ignored a record from {peer}: {why}", peer=self.name,
-                               why=e)
+                host.rejected(self.name, e)
                 continue
             leases.append(lease)
         return leases
@@ -206,14 +232,14 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
     def _mustBeRegistered(self):
         if not self.registered:
             raise C.NotAllowed("Hello first")
-        self.node.coordinator.heard(self.name)
+        self.host.heard(self.name)
 
     @C.DatabaseChunk.responder
     def databaseChunk(self, leases, seq, last, hlc, now):
         self._mustBeRegistered()
-        self.node.server.hlc.observe(hlc)
+        self.host.observe(hlc)
         records = self._incoming(leases, strict=False)
-        d = self.node.coordinator.received(records, self)
+        d = self.host.received(records, self)
 
         def done(_):
             self._chunks_received += 1
@@ -227,80 +253,68 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
     # -- replication ---------------------------------------------------------
 
     def sendLeases(self, leases):
-        d = defer.Deferred()
-        self._queue.extend(leases)
-        self._waiters.append(d)
-        if not self._inflight:
-            self._flush()
-        return d
+        """Replicate ``leases`` (group-committed: one LeaseBatch flush in
+        flight, the next carries everything queued meanwhile); fires once
+        the peer stored them, fails with the flush that carried them."""
+        return self._replication.submit(leases)
 
     def pending(self):
-        return len(self._queue) + self._inflight
+        return self._replication.pending
 
-    def _flush(self):
-        batch, waiters = self._queue, self._waiters
-        self._queue, self._waiters = [], []
-        self._inflight = len(batch)
-        node = self.node
-        now = node.clock.seconds()
-        hlc = node.server.hlc.now()
+    def _sendBatch(self, batch):
+        if not self.registered:
+            return defer.fail(ConnectionLost("the link to %s is down" % self.name))
+        now = self.host.clock.seconds()
+        hlc = self.host.stamp()
         calls = [self.callRemote(C.LeaseBatch, leases=chunk, hlc=hlc, now=now)
                  for chunk in C.chunk_leases(C.encode_lease(l, now) for l in batch)]
-        d = defer.gatherResults(calls, consumeErrors=True)
-        d.addBoth(self._flushed, waiters)
-
-    def _flushed(self, result, waiters):
-        self._inflight = 0
-        failed = isinstance(result, Failure)
-        for d in waiters:
-            if failed:
-                d.errback(result)
-            else:
-                d.callback(None)
-        if self._queue:
-            if self.registered and self.transport is not None:
-                self._flush()
-        return None
+        return defer.gatherResults(calls, consumeErrors=True)
 
     @C.LeaseBatch.responder
     def leaseBatch(self, leases, hlc, now):
         self._mustBeRegistered()
-        self.node.server.hlc.observe(hlc)
+        self.host.observe(hlc)
         records = self._incoming(leases, strict=True)
-        d = self.node.coordinator.received(records, self)
+        d = self.host.received(records, self)
         return d.addCallback(lambda _: {"acked": len(records)})
 
-    # -- liveness ----------------------------------------------------------------
+    # -- liveness and announcements ------------------------------------------
 
     def _beat(self):
-        node = self.node
-        silent = node.clock.seconds() - node.coordinator.last_heard.get(self.name, 0)
-        if silent > node.settings.dead_after:
+        host = self.host
+        silent = host.silence(self.name)
+        if silent > host.settings.dead_after:
             self._log.warn("failover peer {peer} silent for {silent:.1f}s; "
                            "dropping the link", peer=self.name, silent=silent)
             self.transport.abortConnection()
             return
-        d = self.callRemote(C.Heartbeat, state=node.coordinator.state,
-                            hlc=node.server.hlc.now())
+        d = self.callRemote(C.Heartbeat, state=host.state, hlc=host.stamp())
         d.addCallbacks(self._beatAnswered, lambda f: None)
 
-    def stateChanged(self, state):
-        """Tell the peer at once rather than at the next heartbeat."""
-        if self.registered:
-            self.callRemote(C.Heartbeat, state=state,
-                            hlc=self.node.server.hlc.now()).addErrback(lambda f: None)
-
     def _beatAnswered(self, answer):
-        self.node.coordinator.heard(self.name)
+        self.host.heard(self.name)
         self.peer_state = answer["state"]
 
     @C.Heartbeat.responder
     def heartbeat(self, state, hlc):
         self._mustBeRegistered()
         self.peer_state = state
-        self.node.server.hlc.observe(hlc)
-        return {"state": self.node.coordinator.state,
-                "hlc": self.node.server.hlc.now()}
+        self.host.observe(hlc)
+        return {"state": self.host.state, "hlc": self.host.stamp()}
+
+    def announce(self, state, priority):
+        """Tell the peer at once rather than at the next heartbeat."""
+        if self.registered:
+            self.callRemote(C.StateAnnounce, state=state, priority=priority,
+                            hlc=self.host.stamp()).addErrback(lambda f: None)
+
+    @C.StateAnnounce.responder
+    def stateAnnounce(self, state, priority, hlc):
+        self._mustBeRegistered()
+        self.host.observe(hlc)
+        self.peer_state, self.priority = state, priority
+        self.host.peerChanged(self)
+        return {}
 
     def connectionLost(self, reason):
         if self._heartbeat is not None and self._heartbeat.running:
@@ -310,7 +324,7 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
         super().connectionLost(reason)
         if self.registered:
             self.registered = False
-            self.node.coordinator.linkDown(self, reason.getErrorMessage())
+            self.host.linkDown(self, reason.getErrorMessage())
 
 
 REFUSED_RETRY = 30.0  # seconds between tries once a peer refused our Hello
@@ -318,14 +332,16 @@ EXCHANGE_STALL = 10.0  # seconds without progress before an exchange restarts
 
 
 class PeerFactory(Factory):
-    """Builds peer protocols; ``allowed`` is who may prove their name here."""
+    """Builds peer protocols for ``host`` (an IPeerHost); ``allowed`` is who
+    may prove their name here (who may merely claim it, with ``insecure``)."""
 
     noisy = False
 
-    def __init__(self, node, allowed, initiator):
-        self.node = node
-        self.allowed = allowed
+    def __init__(self, host, allowed, initiator, insecure=False):
+        self.host = host
+        self.allowed = list(allowed)
         self.initiator = initiator
+        self.insecure = insecure
         self.refused = False  # our last Hello was refused: retry slowly
 
     def retryPolicy(self, base):
@@ -336,8 +352,7 @@ class PeerFactory(Factory):
         return policy
 
     def buildProtocol(self, addr):
-        gate = PeerGate(self.allowed, insecure=self.node.config.insecure,
-                        clock=self.node.clock)
-        proto = PeerProtocol(self.node, gate, self.initiator)
+        gate = PeerGate(self.allowed, insecure=self.insecure, clock=self.host.clock)
+        proto = PeerProtocol(self.host, gate, self.initiator, self.allowed)
         proto.factory = self
         return proto

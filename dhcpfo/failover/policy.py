@@ -1,4 +1,5 @@
-"""Failover's answers to the DHCP engine (docs/failover.md rules 1, 2 and 5).
+"""Failover's answers to the DHCP engine (docs/failover.md rules 1 and 3,
+and the election).
 
 The coordinator is the only writer (:meth:`FailoverPolicy.update`,
 :meth:`FailoverPolicy.acknowledged`); the DHCP engine only reads it through
@@ -52,7 +53,7 @@ class FailoverPolicy:
         if not self.primary:
             return False
         # Restricted, a peer may have extended an ACTIVE lease unseen: it is
-        # safe only once its expiry plus MCLT has passed (rule 2).
+        # safe only once its expiry plus MCLT has passed (rule 3).
         return not (self.restricted and lease.state == ACTIVE
                     and now < lease.expiry + self.mclt)
 

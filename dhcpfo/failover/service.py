@@ -1,16 +1,15 @@
 """The failover node: the coordinator plus its listening and dialling endpoints."""
 
-from collections import Counter
-
 from twisted.application import internet, service
 from twisted.internet import endpoints
 from twisted.logger import Logger
 
-from dhcpfo.failover import commands
+from dhcpfo.addr import int_from_str
 from dhcpfo.failover.coordinator import Coordinator, FailoverSettings, ReplicatedStore
 from dhcpfo.failover.options import pool_description
 from dhcpfo.failover.peer import PeerFactory
 from dhcpfo.failover.policy import FailoverPolicy
+from dhcpfo.failover.reserve import ServerPools
 
 
 class FailoverNode(service.MultiService):
@@ -29,11 +28,9 @@ class FailoverNode(service.MultiService):
             mclt=config.mclt, reserve=config.reserve, heartbeat=config.heartbeat,
             dead_after=config.dead_after, peers=tuple(config.peers),
             partner_down_after=config.partner_down_after,
-            master=config.master[2] if config.master else None)
-        self.pool_lines = pool_description(ranges).splitlines()
-        self.pool_digest = commands.pool_digest(self.pool_lines)
+            master=config.master[2] if config.master else None,
+            pool_lines=pool_description(ranges).splitlines())
         self._ranges = [(r.start, r.end) for r in ranges]
-        self.stats = Counter()
         self.policy = FailoverPolicy(config.name, config.mclt,
                                      primary=config.role == "primary")
         self.coordinator = None
@@ -41,14 +38,20 @@ class FailoverNode(service.MultiService):
         self.table = None
 
     def in_ranges(self, ip):
-        n = int.from_bytes(bytes(int(part) for part in ip.split(".")), "big")
+        n = int_from_str(ip)
         return any(start <= n <= end for start, end in self._ranges)
 
-    def attach(self, server, table, store):
-        """Start failover for ``server``; returns the store its replies wait on."""
+    def attach(self, server, table, store, hlc=None):
+        """Start failover for ``server`` (a DHCPServer whose policy is
+        ``self.policy``); returns the store its replies wait on.  Failover
+        reads the server only through :class:`ServerPools` and takes its
+        hybrid logical clock (``hlc``, default ``server.hlc``)."""
         self.server = server
         self.table = table
-        self.coordinator = Coordinator(self.settings, server, table, store, self.clock)
+        self.coordinator = Coordinator(
+            self.settings, table, store, self.clock,
+            hlc=hlc if hlc is not None else server.hlc, policy=self.policy,
+            pools=ServerPools(server), in_ranges=self.in_ranges)
         self.coordinator.start()
         if self.config.insecure:
             self._log.warn("failover channel WITHOUT TLS (--failover-insecure): any "
@@ -59,7 +62,8 @@ class FailoverNode(service.MultiService):
             if not self.config.insecure:
                 endpoint = self.identity.server_endpoint(endpoint)
             listener = internet.StreamServerEndpointService(
-                endpoint, PeerFactory(self, self.config.peers, initiator=False))
+                endpoint, PeerFactory(self.coordinator, self.config.peers,
+                                      initiator=False, insecure=self.config.insecure))
             listener._raiseSynchronously = True
             listener.setServiceParent(self)
             self._log.info("failover: {name} ({role}) listening on port {port}",
@@ -71,7 +75,8 @@ class FailoverNode(service.MultiService):
             endpoint = endpoints.HostnameEndpoint(self.clock, ip, port, timeout=2)
             if not self.config.insecure:
                 endpoint = self.identity.client_endpoint(endpoint, name)
-            factory = PeerFactory(self, [name], initiator=True)
+            factory = PeerFactory(self.coordinator, [name], initiator=True,
+                                  insecure=self.config.insecure)
             dialler = internet.ClientService(
                 endpoint, factory,
                 retryPolicy=factory.retryPolicy(internet.backoffPolicy(
@@ -92,5 +97,5 @@ class FailoverNode(service.MultiService):
             return {"role": self.settings.role, "state": "startup", "peers": []}
         status = self.coordinator.status()
         status["name"] = self.settings.name
-        status["invalid_records"] = self.stats["invalid_records"]
+        status["invalid_records"] = self.coordinator.invalid_records
         return status

@@ -9,8 +9,8 @@
     active  --leaderConnected--> syncing   (it is back: exchange first)
     active  --leaderSynced--> passive
 
-"Higher" is precedence: the primary, then secondaries by --failover-priority
-(then name); the primary goes syncing -> active at once.  Only ``active``
+"Higher" is the election's rank (:mod:`dhcpfo.failover.election`): the primary,
+then secondaries by --failover-priority (highest first), then name; the primary goes syncing -> active at once.  Only ``active``
 answers DHCP; every state answers DNS.
 """
 
