@@ -11,9 +11,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ldaptor.protocols import pureber, pureldap
+from ldaptor.protocols.ldap.ldapclient import LDAPClient
 
 from dhcpfo.leases.lease import Lease
 from dhcpfo.stores import ldap as L
+from dhcpfo.stores.ldap import ber, entry as E
+from dhcpfo.stores.ldap.load import PAGED_RESULTS
+from dhcpfo.stores.ldap.options import readPassword
 from dhcpfo.stores import registry
 from tests import slapd as S
 from tests.store_conformance import StoreConformanceMixin, lease
@@ -194,7 +198,7 @@ class OutageTests(SlapdMixin, TestCase):
         yield task.deferLater(reactor, 0.5, lambda: None)
         self.assertEqual(fired, [])
         self.assertFalse(store.connected)
-        self.assertEqual(store._queued, 50)
+        self.assertEqual(store._commits.pending, 50)
         self.slapd.start()
         yield withTimeout(defer.gatherResults(ds))
         self.assertEqual(fired, list(range(1, 51)))
@@ -209,7 +213,7 @@ class OutageTests(SlapdMixin, TestCase):
         ds = [store.write([lease(n)]).addCallback(lambda _, n=n: fired.append(n))
               for n in range(2000)]
         yield ds[0]                                   # batch 1; 1..1999 are batch 2
-        while len(store._known) < 300:               # part of batch 2 is written
+        while len(store._pipeline.known) < 300:               # part of batch 2 is written
             yield task.deferLater(reactor, 0.002, lambda: None)
         self.slapd.stop()
         yield task.deferLater(reactor, 0.3, lambda: None)
@@ -402,8 +406,14 @@ class ClockTests(SynchronousTestCase):
         self.endpoint.refuse = False
         self.clock.advance(4.0)
         self.assertTrue(store.connected)
+        # The batch cut short goes out again, whole, on the new connection;
+        # the writes queued during the outage are the next batch.
+        [again] = self.endpoint.succeedAll()            # 1 again
+        self.assertEqual(again.value.entry,
+                         b"dhcpfoLeaseIP=198.18.0.2,ou=leases,dc=example,dc=org")
+        self.assertEqual(fired, [None])
         sent = self.endpoint.succeedAll()
-        self.assertEqual(len(sent), 5)                 # 1 again, 2, 3, 4, 5
+        self.assertEqual(len(sent), 4)                 # 2, 3, 4, 5
         self.assertEqual(fired, [None, None])
         self.successResultOf(w3)
         self.assertTrue(w1.called and w2.called)
@@ -462,11 +472,11 @@ class ClockTests(SynchronousTestCase):
 
     def test_modify_guarded_unless_unsupported(self):
         store = self.makeStore()
-        store._known.add(lease(1).ip)
+        store._pipeline.known.add(lease(1).ip)
         d = store.write([lease(1, version=7)])
         [modify] = self.endpoint.requests()
         [(oid, critical, value)] = modify.controls
-        self.assertEqual((oid, bool(critical)), (L.ASSERTION, True))
+        self.assertEqual((oid, bool(critical)), (E.ASSERTION, True))
         self.assertEqual(value, pureldap.LDAPFilter_lessOrEqual(
             attributeDesc=pureldap.LDAPAttributeDescription("dhcpfoLeaseVersion"),
             assertionValue=pureldap.LDAPAssertionValue("7")).toWire())
@@ -489,17 +499,17 @@ class ClockTests(SynchronousTestCase):
         for page, cookie in enumerate([b"c1", b"c2", b""]):
             [search] = self.endpoint.requests()
             [(oid, _, value)] = search.controls
-            self.assertEqual(oid, L.PAGED_RESULTS)
+            self.assertEqual(oid, PAGED_RESULTS)
             seq, _ = pureber.berDecodeObject(pureber.BERDecoderContext(), value)
             cookies.append(seq.data[1].value)
             entry = pureldap.LDAPSearchResultEntry(
                 "dhcpfoLeaseIP=%s,ou=l,dc=example" % lease(page).ip,
-                [(name, [value]) for name, value in store._values(lease(page))
+                [(name, [value]) for name, value in E.values(lease(page))
                  if value is not None])
             self.endpoint.reply(search, entry)
             self.endpoint.proto.dataReceived(pureldap.LDAPMessage(
                 pureldap.LDAPSearchResultDone(resultCode=0), id=search.id,
-                controls=[(L.PAGED_RESULTS, None, pureber.BERSequence([
+                controls=[(PAGED_RESULTS, None, pureber.BERSequence([
                     pureber.BERInteger(0),
                     pureber.BEROctetString(cookie)]).toWire())]).toWire())
         self.assertEqual(cookies, [b"", b"c1", b"c2"])
@@ -585,6 +595,131 @@ class ClockTests(SynchronousTestCase):
         self.assertEqual(self.endpoint.requests(), [])
         self.close(store)
 
+    def test_non_canonical_address_is_not_an_rdn(self):
+        store = self.makeStore()
+        for text in ["192.0.2.010", "0x7f.0.0.1", "192.0.2"]:
+            bad = Lease(text, b"", b"", "", "active", 0.0, 1.0, "", 1)
+            error = self.failureResultOf(store.write([bad]), L.LDAPStoreError).value
+            self.assertIn("cannot be stored", str(error))
+        self.assertEqual(self.endpoint.requests(), [])
+        self.close(store)
+
+    # -- the connection's state machine, edge by edge --------------------------
+
+    def unopened(self, **kw):
+        store = L.LDAPLeaseStore(
+            self.clock, "ldap://192.0.2.1", "ou=leases,dc=example,dc=org",
+            retryPolicy=lambda n: self.delays[min(n, len(self.delays) - 1)], **kw)
+        store._endpoint = lambda: self.endpoint
+        return store
+
+    def test_write_before_open_refused(self):
+        store = self.unopened()
+        error = self.failureResultOf(store.write([lease(1)]), L.LDAPStoreError).value
+        self.assertIn("not open", str(error))
+        self.successResultOf(store.close())
+
+    def test_open_twice_refused(self):
+        store = self.makeStore()
+        error = self.failureResultOf(store.open(), L.LDAPStoreError).value
+        self.assertIn("already open", str(error))
+        self.close(store)
+
+    def test_writes_during_a_failed_open_fail_in_order(self):
+        store = self.unopened()
+        opened = store.open()
+        failed = []
+        ds = [store.write([lease(n)]).addErrback(
+            lambda f, n=n: failed.append((n, f.getErrorMessage())))
+              for n in range(3)]
+        [search] = self.endpoint.requests()
+        self.endpoint.reply(search, pureldap.LDAPSearchResultDone(resultCode=32))
+        self.failureResultOf(opened, L.LDAPStoreError)
+        self.assertEqual([n for n, _ in failed], [0, 1, 2])
+        self.assertIn("did not open", failed[0][1])
+        self.assertTrue(all(d.called for d in ds))
+        self.assertFalse(store.connected)
+        # A failed open leaves the store unopened: it may be opened again.
+        again = store.open()
+        [search] = self.endpoint.requests()
+        self.endpoint.reply(search, pureldap.LDAPSearchResultDone(resultCode=0))
+        self.assertEqual(self.successResultOf(again), [])
+        d = store.write([lease(5)])
+        self.endpoint.succeedAll()
+        self.successResultOf(d)
+        self.close(store)
+
+    def test_close_while_opening(self):
+        store = self.unopened()
+        opened = store.open()
+        d = store.write([lease(1)])
+        closed = store.close()
+        self.assertTrue(self.endpoint.connections[0][1].disconnecting)
+        self.endpoint.drop()          # the aborted connection ends
+        self.failureResultOf(opened, L.LDAPStoreError)
+        self.failureResultOf(d, L.LDAPStoreClosed)
+        self.successResultOf(closed)
+        self.failureResultOf(store.open(), L.LDAPStoreClosed)
+        self.failureResultOf(store.write([lease(2)]), L.LDAPStoreClosed)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_close_while_reconnecting(self):
+        store = self.makeStore()
+        d = store.write([lease(1)])
+        self.endpoint.drop()
+        pending = []
+        self.endpoint.connect = lambda factory: pending.append(
+            defer.Deferred()) or pending[-1]
+        self.clock.advance(1.0)                       # the attempt hangs
+        self.assertEqual(len(pending), 1)
+        closed = store.close()
+        self.failureResultOf(d, L.LDAPStoreClosed)    # the attempt was cancelled
+        self.successResultOf(closed)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_close_while_unreachable_fails_in_issue_order(self):
+        store = self.makeStore()
+        failed = []
+        ds = [store.write([lease(n)]).addErrback(
+            lambda f, n=n: failed.append((n, f.check(L.LDAPStoreClosed))))
+              for n in range(4)]
+        self.endpoint.requests()                      # lease 0 on the wire
+        self.endpoint.refuse = True
+        self.endpoint.drop()
+        self.assertFalse(store.connected)
+        self.successResultOf(store.close())
+        self.assertEqual(failed, [(n, L.LDAPStoreClosed) for n in range(4)])
+        self.assertTrue(all(d.called for d in ds))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_lost_while_draining_fails_the_rest(self):
+        store = self.makeStore()
+        d = store.write([lease(1)])
+        closed = store.close()
+        self.assertNoResult(closed)
+        self.endpoint.drop()
+        self.failureResultOf(d, L.LDAPStoreClosed)
+        self.successResultOf(closed)
+        self.successResultOf(store.close())           # closing again is fine
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_reconnect_resets_backoff_and_resends(self):
+        store = self.makeStore()
+        d = store.write([lease(1)])
+        self.endpoint.requests()
+        self.endpoint.drop()
+        self.assertEqual(self.pendingDelays(), [1.0])
+        self.clock.advance(1.0)
+        [add] = self.endpoint.requests()
+        self.assertEqual(add.value.entry,
+                         b"dhcpfoLeaseIP=198.18.0.2,ou=leases,dc=example,dc=org")
+        self.endpoint.reply(add, pureldap.LDAPAddResponse(resultCode=0))
+        self.successResultOf(d)
+        self.endpoint.drop()
+        self.assertEqual(self.pendingDelays(), [1.0])
+        self.clock.advance(1.0)
+        self.close(store)
+
 
 class DecoderTests(SynchronousTestCase):
     def entry(self, n):
@@ -596,13 +731,13 @@ class DecoderTests(SynchronousTestCase):
 
     def test_matches_ldaptor(self):
         wire = b"".join(self.entry(n).toWire() for n in range(1, 9))
-        mine, theirs = L._Client(), L._Client()
+        mine, theirs = ber.Client(), ber.Client()
         got, expected = [], []
         mine.handle = got.append
         theirs.handle = expected.append
         for i in range(len(wire)):          # one byte at a time
             mine.dataReceived(wire[i:i + 1])
-        L.LDAPClient.dataReceived(theirs, wire)
+        LDAPClient.dataReceived(theirs, wire)
         self.assertEqual(len(got), 8)
         self.assertEqual([(m.id, m.value.objectName, m.value.attributes) for m in got],
                          [(m.id, m.value.objectName, m.value.attributes)
@@ -614,7 +749,7 @@ class DecoderTests(SynchronousTestCase):
         done = pureldap.LDAPMessage(pureldap.LDAPSearchResultDone(resultCode=0),
                                     id=4).toWire()
         for wire in (with_controls, done):
-            self.assertIsNone(L._searchEntry(wire, L._tlv(wire, 0)[1], len(wire)))
+            self.assertIsNone(ber.searchEntry(wire, ber.tlv(wire, 0)[1], len(wire)))
 
 
 class FactoryTests(SynchronousTestCase):
@@ -625,8 +760,9 @@ class FactoryTests(SynchronousTestCase):
             reactor, "ldap:url=ldap://192.0.2.1:3890,base=ou=l\\,dc=example\\,dc=org,"
             "binddn=cn=d\\,dc=example\\,dc=org,passwordfile=%s,maxqueue=7" % path)
         self.assertIsInstance(store, L.LDAPLeaseStore)
-        self.assertEqual((store._host, store._port, store.base, store.binddn,
-                          store.maxqueue, store._readPassword()),
+        o = store.options
+        self.assertEqual((o.host, o.port, o.base, o.binddn, o.maxqueue,
+                          readPassword(o.passwordfile)),
                          ("192.0.2.1", 3890, "ou=l,dc=example,dc=org",
                           "cn=d,dc=example,dc=org", 7, b"pw"))
 

@@ -44,6 +44,37 @@ class DiscoveryTests(SynchronousTestCase):
         self.assertIn("no lease store named 'nosuch' is installed", out.stderr + out.stdout)
         self.assertIn("sqlite", out.stderr + out.stdout)
 
+    def test_ldaptor_only_behind_the_ldap_store(self):
+        """Only dhcpfo/stores/ldap/ imports ldaptor, and scanning the plugins
+        (as twisted.plugin does for every twistd command) imports none of it."""
+        import ast
+        import dhcpfo
+        root = os.path.dirname(dhcpfo.__file__)
+        importers = []
+        for folder, _, files in os.walk(root):
+            for name in files:
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    tree = ast.parse(f.read(), path)
+                for node in ast.walk(tree):
+                    modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                               else [node.module or ""] if isinstance(node, ast.ImportFrom)
+                               else [])
+                    if any(m.split(".")[0] == "ldaptor" for m in modules):
+                        importers.append(os.path.relpath(path, root))
+        self.assertTrue(importers)
+        outside = [p for p in importers if not p.startswith("stores/ldap/")]
+        self.assertEqual(outside, [])
+        out = subprocess.run(
+            [sys.executable, "-c", "import sys, dhcpfo.plugins.builtin_stores; "
+             "from dhcpfo.stores import registry; registry.factories(); "
+             "print(sorted(m for m in sys.modules if m.startswith('ldaptor')))"],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.strip(), "[]")
+
     def test_plugin_found_by_prefix(self):
         if dhcpfo_jsonl is None:
             raise self.skipTest("the example plugin is not installed (scripts/test "
