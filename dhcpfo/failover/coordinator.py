@@ -29,6 +29,7 @@ from zope.interface import implementer
 from dhcpfo.failover import commands, reserve
 from dhcpfo.failover.election import PRIMARY, SECONDARY, Connection, Member, elect
 from dhcpfo.failover.merge import merge
+from dhcpfo.failover.partnerdown import PartnerDown
 from dhcpfo.failover.replicated import ReplicatedStore
 from dhcpfo.failover.seam import IPeerHost
 from dhcpfo.failover.state import ACTIVE, RoleMachine
@@ -77,10 +78,9 @@ class Coordinator:
         self.links = {}             # peer name -> link (hello done, kept)
         self.synced = set()         # names whose exchange is complete
         self.known = set(settings.peers)  # configured, seen, or in the leases
-        self.partner_down = {}      # name -> when its addresses become ours
-        self.taken_over = set()     # names whose addresses are ours now
-        self._takeovers = {}
-        self._autodown = {}
+        self._down = PartnerDown(clock, settings.mclt, settings.partner_down_after,
+                                 connected=lambda name: name in self.links,
+                                 changed=self._apply)
         self._roles = {}            # name -> role, as last seen
         if settings.master:
             self._roles[settings.master] = PRIMARY
@@ -108,7 +108,7 @@ class Coordinator:
             self.evaluate("the primary serves from the start, restricted until synced")
         self._apply()
         for name in self.known:
-            self._scheduleAutoDown(name)
+            self._down.schedule(name)
         self._grace = self.clock.callLater(self.settings.dead_after, self._graceOver)
 
     def stop(self):
@@ -116,9 +116,7 @@ class Coordinator:
             self._grace.cancel()
         if self._rebalancer is not None and self._rebalancer.active():
             self._rebalancer.cancel()
-        for call in list(self._takeovers.values()) + list(self._autodown.values()):
-            if call.active():
-                call.cancel()
+        self._down.stop()
 
     def _graceOver(self):
         self._grace_over = True
@@ -129,7 +127,7 @@ class Coordinator:
         if owner and owner != self.settings.name and owner not in self.known:
             self.known.add(owner)
             self._apply()
-            self._scheduleAutoDown(owner)
+            self._down.schedule(owner)
 
     # -- what a peer connection asks (IPeerHost) ------------------------------
 
@@ -185,10 +183,7 @@ class Coordinator:
         self.links[link.name] = link
         self._roles[link.name] = link.role
         self.known.add(link.name)
-        auto = self._autodown.pop(link.name, None)
-        if auto is not None and auto.active():
-            auto.cancel()
-        self._leavePartnerDown(link.name)
+        self._down.back(link.name)
         self.last_heard[link.name] = self.clock.seconds()
         self._log.info("failover peer {peer} ({role}, priority {priority}) connected",
                        peer=link.name, role=link.role, priority=link.priority)
@@ -211,7 +206,7 @@ class Coordinator:
         self.synced.discard(link.name)
         self._log.warn("failover peer {peer} lost: {why}", peer=link.name, why=why)
         self.evaluate("peer %s lost" % link.name)
-        self._scheduleAutoDown(link.name)
+        self._down.schedule(link.name)
 
     def peerChanged(self, link):
         if self.links.get(link.name) is link:
@@ -343,53 +338,23 @@ class Coordinator:
 
     def declarePartnerDown(self, name, why):
         """``name`` is gone for good: once MCLT has passed, its reserve and
-        (if it was the primary) the free pool become ours (draft-12's
-        PARTNER-DOWN).  Refused while it is connected."""
+        (if it was the primary) the free pool become ours (rule 4).  Refused
+        while it is connected."""
         if name in self.links:
             raise ValueError("%s is connected; it is not down" % name)
         if name not in self.known:
             raise ValueError("%s is not a peer of this server (peers: %s)"
                              % (name, ", ".join(sorted(self.known)) or "none"))
-        if name in self.partner_down:
-            return self.partner_down[name]
-        when = self.clock.seconds() + self.settings.mclt
-        self.partner_down[name] = when
-        self._takeovers[name] = self.clock.callLater(self.settings.mclt,
-                                                     self._takeOver, name)
-        self._log.warn("partner {peer} declared down ({why}); its addresses become "
-                       "ours in {mclt:.0f}s (MCLT), when no lease it may have "
-                       "granted can still run", peer=name, why=why,
-                       mclt=self.settings.mclt)
-        return when
+        return self._down.declare(name, why)
 
-    def _takeOver(self, name):
-        self._takeovers.pop(name, None)
-        self.taken_over.add(name)
-        self._log.warn("partner-down: took over the free addresses of {peer}",
-                       peer=name)
-        self._apply()
+    @property
+    def partner_down(self):
+        """Declared peers -> when their addresses become ours."""
+        return self._down.pending
 
-    def _leavePartnerDown(self, name):
-        call = self._takeovers.pop(name, None)
-        if call is not None and call.active():
-            call.cancel()
-        if self.partner_down.pop(name, None) is not None:
-            self.taken_over.discard(name)
-            self._log.info("partner {peer} is back: partner-down over", peer=name)
-
-    def _scheduleAutoDown(self, name):
-        after = self.settings.partner_down_after
-        if after is None or name in self._autodown or name in self.links:
-            return
-        self._autodown[name] = self.clock.callLater(
-            after, self._autoDown, name)
-
-    def _autoDown(self, name):
-        self._autodown.pop(name, None)
-        if name not in self.links:
-            self.declarePartnerDown(
-                name, "unreachable for %.0fs (--failover-partner-down-after)"
-                % self.settings.partner_down_after)
+    @property
+    def taken_over(self):
+        return self._down.taken_over
 
     # -- visibility ----------------------------------------------------------
 
@@ -411,8 +376,7 @@ class Coordinator:
             })
         return {"role": self.settings.role, "priority": self.settings.priority,
                 "state": self.state,
-                "partner_down": {n: {"takeover_at": t, "done": n in self.taken_over}
-                                 for n, t in self.partner_down.items()},
+                "partner_down": self._down.status(),
                 "serving_dhcp": self.policy.serving,
                 "restricted": self.policy.restricted, "peers": peers,
                 "conflicts": [c.as_json() for c in self.conflicts[-100:]],
