@@ -263,6 +263,25 @@ class HelloTests(PeerHarness, SynchronousTestCase):
         self.finish()
 
 
+    def test_reconnect_replaces_the_old_connection(self):
+        """A dialler that connects again while the old connection still
+        looks alive (a half-open TCP connection): both ends keep the new one
+        and close the old, and the higher peer stays the only one active."""
+        self.node("dhcp-b", priority=2)
+        self.node("dhcp-c", priority=1)
+        old = self.dial("dhcp-b", "dhcp-c")
+        self.advance(4)
+        self.assertEqual(self.active(), ["dhcp-b"])
+        new = self.dial("dhcp-b", "dhcp-c")
+        self.advance(1)
+        self.assertTrue(old.closed)
+        self.assertIs(self.nodes["dhcp-b"].links["dhcp-c"], new.dialler)
+        self.assertIs(self.nodes["dhcp-c"].links["dhcp-b"], new.listener)
+        self.assertEqual(self.nodes["dhcp-c"].synced, {"dhcp-b"})
+        self.assertEqual(self.active(), ["dhcp-b"])
+        self.finish()
+
+
 class ElectionTests(PeerHarness, SynchronousTestCase):
     """A primary and two secondaries dialling the primary and each other:
     after the primary dies exactly one secondary, the higher priority, is
