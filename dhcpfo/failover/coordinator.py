@@ -171,7 +171,8 @@ class Coordinator:
         """Hello is done on ``link``: keep it (True) unless it duplicates a
         connection the election keeps (False: the caller closes it)."""
         outcome = self._election([link])
-        if outcome.kept.get(link.name, Connection(None, None)).handle is not link:
+        kept = outcome.kept.get(link.name)
+        if kept is None or kept.handle is not link:
             return False
         for dup in outcome.dropped:
             # Replaced, not lost: no evaluation in between, so no flap.
