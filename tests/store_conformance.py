@@ -16,25 +16,31 @@ The memory store, which by design keeps nothing across a restart, sets
 ``durableAcrossRestart = False``.
 """
 
-import ipaddress
-
 from twisted.internet import defer
 from zope.interface.verify import verifyObject
 
+from dhcpfo import addr
 from dhcpfo.interfaces import ILeaseStore
 from dhcpfo.leases.lease import ACTIVE, RELEASED, Lease
+from dhcpfo.stores import registry
 
 
 def lease(n, version=1, state=ACTIVE, hostname=None):
     # 198.18.0.1 + n: valid addresses in the benchmark range for n < 131,070.
-    return Lease(str(ipaddress.IPv4Address(_FIRST + n)),
+    return Lease(addr.ip_str(_FIRST + n),
                  bytes([0x52, 0x54, 0, n >> 16 & 255, n >> 8 & 255, n & 255]),
                  b"\x01" + bytes([n & 255]) * 6 if n % 2 else b"",
                  hostname if hostname is not None else "host-%d" % n, state,
                  1_800_000_000.0 + n, 1_800_003_600.5 + n, "srv1", version)
 
 
-_FIRST = int(ipaddress.IPv4Address("198.18.0.1"))
+_FIRST = addr.int_from_str("198.18.0.1")
+
+
+def storeFromDescription(reactor, text):
+    """The store ``--lease-store text`` makes, as dhcpfo.service does it."""
+    factory, params = registry.validate(text)
+    return factory.makeStore(reactor, **params)
 
 
 class StoreConformanceMixin:
@@ -83,7 +89,7 @@ class StoreConformanceMixin:
         odd = [Lease("192.0.2.9", b"\x00" * 16, b"\xff\x00abc", "", RELEASED,
                      0.0, 1_800_000_000.25, "", 2 ** 62 + 5),
                Lease("192.0.2.10", b"\x01\x02", b"", "x" * 63, ACTIVE,
-                     1_800_000_000.0, float(1 << 62), "peer-b", 1)]
+                     1_800_000_000.0, addr.NEVER, "peer-b", 1)]
         yield store.write(odd)
         backend = yield defer.maybeDeferred(self.backendLeases)
         self.assertEqual(sorted(backend, key=lambda l: l.ip),

@@ -20,7 +20,8 @@ from dhcpfo.stores.ldap.load import PAGED_RESULTS
 from dhcpfo.stores.ldap.options import readPassword
 from dhcpfo.stores import registry
 from tests import slapd as S
-from tests.store_conformance import StoreConformanceMixin, lease
+from tests.store_conformance import (StoreConformanceMixin, lease,
+                                     storeFromDescription)
 
 SLAPD_SKIP = S.skipReason()
 
@@ -756,7 +757,7 @@ class FactoryTests(SynchronousTestCase):
     def test_description(self):
         path = os.path.abspath(self.mktemp())
         S.writeFile(path, "pw\n")
-        store = registry.make_store(
+        store = storeFromDescription(
             reactor, "ldap:url=ldap://192.0.2.1:3890,base=ou=l\\,dc=example\\,dc=org,"
             "binddn=cn=d\\,dc=example\\,dc=org,passwordfile=%s,maxqueue=7" % path)
         self.assertIsInstance(store, L.LDAPLeaseStore)
@@ -791,7 +792,7 @@ class FactoryTests(SynchronousTestCase):
                 ("ldap:url=ldaps://x,cafile=%s" % path + base, "holds no PEM"),
                 ("ldap:url=ldap://x,maxqueue=0" + base, "must be positive")]:
             with self.assertRaises(L.LDAPStoreConfigError) as caught:
-                registry.make_store(reactor, text)
+                storeFromDescription(reactor, text)
             self.assertIn(message, str(caught.exception), text)
 
 

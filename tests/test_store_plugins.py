@@ -11,7 +11,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from dhcpfo.stores import registry
-from tests.store_conformance import StoreConformanceMixin
+from tests.store_conformance import StoreConformanceMixin, storeFromDescription
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
@@ -95,7 +95,7 @@ class ExamplePluginConformance(StoreConformanceMixin, TestCase):
         self.path = os.path.abspath(self.mktemp())
 
     def makeStore(self):
-        return registry.make_store(reactor, "jsonl:path=" + self.path)
+        return storeFromDescription(reactor, "jsonl:path=" + self.path)
 
     def backendLeases(self):
         found = {}

@@ -17,6 +17,7 @@ from dhcpfo.stores import registry
 from dhcpfo.stores import sqlite as sqlite_store
 from dhcpfo.stores.memory import MemoryLeaseStore
 from dhcpfo.stores.sqlite import SQLiteLeaseStore
+from tests.store_conformance import storeFromDescription
 
 # An HLC stamp of 2026: milliseconds << 16.
 STAMP = 1_780_000_000_000 << 16
@@ -383,9 +384,9 @@ class RegistryTests(SynchronousTestCase):
         self.assertIn("path=", text)
 
     def test_make_store(self):
-        self.assertIsInstance(registry.make_store(reactor, "memory"), MemoryLeaseStore)
-        store = registry.make_store(reactor, r"sqlite:path=/tmp/a\,b.db")
+        self.assertIsInstance(storeFromDescription(reactor, "memory"), MemoryLeaseStore)
+        store = storeFromDescription(reactor, r"sqlite:path=/tmp/a\,b.db")
         self.assertIsInstance(store, SQLiteLeaseStore)
         self.assertEqual(store.path, "/tmp/a,b.db")  # not opened: nothing to close
         self.assertRaises(registry.StoreDescriptionError,
-                          registry.make_store, reactor, "sqlite:nope=1")
+                          storeFromDescription, reactor, "sqlite:nope=1")

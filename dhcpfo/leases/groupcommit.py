@@ -88,16 +88,6 @@ class GroupCommit:
         """Records accepted and not yet settled (queued or in flight)."""
         return self._queued + self._inFlight
 
-    @property
-    def queued(self):
-        """Records accepted that no flush has taken yet."""
-        return self._queued
-
-    @property
-    def flushing(self):
-        """The number of flushes in flight."""
-        return len(self._flights)
-
     def submit(self, records):
         """Queue ``records``; a Deferred that fires once they are flushed."""
         if self._closing is not None:
@@ -115,11 +105,18 @@ class GroupCommit:
         return d
 
     def failQueued(self, error):
-        """Fail every submit no flush has taken yet with ``error``; how many."""
-        taken, self._queue = self._queue, deque()
-        self._queued -= sum(len(records) for records, _ in taken)
-        for _, d in taken:
-            d.errback(Failure(error))
+        """Fail every submit no flush has taken yet with ``error``; how many.
+
+        They fire after the flushes in flight settle, keeping issue order.
+        """
+        if not self._queue:
+            return 0
+        taken, self._queue = list(self._queue), deque()
+        failed = _Flush(taken, sum(len(records) for records, _ in taken))
+        failed.result, failed.settled = Failure(error), True
+        self._queued -= failed.count
+        self._inFlight += failed.count
+        self._flights.append(failed)
         self._pump()
         return len(taken)
 

@@ -78,8 +78,3 @@ def validate(text):
             % (prefix, ", ".join(sorted(unknown)),
                ", ".join(factory.parameters) or "none"))
     return factory, params
-
-
-def make_store(reactor, text):
-    factory, params = validate(text)
-    return factory.makeStore(reactor, **params)
