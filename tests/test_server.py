@@ -8,6 +8,7 @@ from dhcpfo import config as C
 from dhcpfo.addr import (INFINITE, bytes_from_str, int_from_bytes, int_from_str,
                          str_from_bytes)
 from dhcpfo.dhcp import packet as P
+from dhcpfo.dhcp.offers import OFFER_TIMEOUT
 from dhcpfo.dhcp.pool import InterfaceInfo, build_subnets
 from dhcpfo.dhcp.server import DECLINE_PROBATION, DHCPServer, sanitize_hostname
 from dhcpfo.failover.policy import FailoverPolicy
@@ -484,7 +485,8 @@ class FailoverPolicyTests(SynchronousTestCase):
 
     def test_passive_server_is_silent(self):
         self.assertIsNone(self.discover())
-        self.assertEqual(self.server.stats["passive"], 1)
+        self.assertIsNone(self.discover())
+        self.assertEqual(self.server.stats["passive"], 2)
 
     def test_restricted_waits_mclt_past_expiry_of_anothers_lease(self):
         self.set(restricted=True)
@@ -492,6 +494,15 @@ class FailoverPolicyTests(SynchronousTestCase):
         self.assertIsNone(self.discover())
         self.clock.advance(self.MCLT)
         self.assertEqual(self.discover().yiaddr, ip("192.0.2.10"))
+
+    def test_request_for_what_a_peer_may_hold_is_not_answered(self):
+        self.set(restricted=True)
+        self.lease(ACTIVE, self.clock.seconds() - 1)
+        for _ in range(2):
+            self.assertIsNone(self.server.handle(request(P.REQUEST, MAC2, options=(
+                (P.SERVER_ID, ip(SERVER)),
+                (P.REQUESTED_ADDRESS, ip("192.0.2.10")))), self.iface))
+        self.assertEqual(self.server.stats["peer_owned"], 2)
 
     def test_unrestricted_reuses_expired_lease_at_once(self):
         self.set(restricted=False)
@@ -588,42 +599,51 @@ class ObservabilityTests(SynchronousTestCase):
         def handle(mtype, mac=MAC1, **kw):
             return server.handle(request(mtype, mac, **kw), iface)
         offer = P.parse(handle(P.DISCOVER).data)
+        handle(P.DISCOVER)
         chosen = ((P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr))
-        handle(P.REQUEST, options=chosen)
-        handle(P.REQUEST, MAC2, options=chosen)                     # nak
-        handle(P.REQUEST, MAC2, options=(
-            (P.SERVER_ID, ip(OTHER_SERVER)),
-            (P.REQUESTED_ADDRESS, offer.yiaddr)))                   # other_server
-        handle(P.REQUEST, MAC2)                                     # malformed
-        handle(P.REQUEST, MAC2, options=(
-            (P.REQUESTED_ADDRESS, ip("198.51.100.9")),))            # not_ours
-        handle(P.REQUEST, MAC2, options=(
-            (P.REQUESTED_ADDRESS, ip("192.0.2.12")),))              # unknown
-        handle(P.RELEASE, MAC2, ciaddr=offer.yiaddr)                # unknown
-        handle(P.DECLINE, MAC2, options=(
-            (P.REQUESTED_ADDRESS, offer.yiaddr),))                  # unknown
-        handle(P.DECLINE, MAC2)                                     # unknown
-        handle(P.INFORM, ciaddr=ip("192.0.2.77"))
-        handle(P.DISCOVER, bytes.fromhex("525400000009"))           # ignored
-        handle(P.DISCOVER, giaddr=ip("203.0.113.1"))                # no_subnet
+        reply = request(P.DISCOVER)
+        reply.op = P.BOOTREPLY
         bootp = P.parse(P.Packet(chaddr=MAC1).encode())
-        server.handle(bootp, iface)                                 # bootp
-        handle(P.RELEASE, ciaddr=offer.yiaddr)
+        offer_from_client = request(P.OFFER)
+        for _ in range(2):
+            handle(P.REQUEST, options=chosen)                           # ack
+            handle(P.REQUEST, MAC2, options=chosen)                     # nak
+            handle(P.REQUEST, MAC2, options=(
+                (P.SERVER_ID, ip(OTHER_SERVER)),
+                (P.REQUESTED_ADDRESS, offer.yiaddr)))                   # other_server
+            handle(P.REQUEST, MAC2)                                     # malformed
+            handle(P.REQUEST, MAC2, options=(
+                (P.REQUESTED_ADDRESS, ip("198.51.100.9")),))            # not_ours
+            handle(P.REQUEST, MAC2, options=(
+                (P.REQUESTED_ADDRESS, ip("192.0.2.12")),))              # unknown
+            handle(P.RELEASE, MAC2, ciaddr=offer.yiaddr)                # unknown
+            handle(P.DECLINE, MAC2, options=(
+                (P.REQUESTED_ADDRESS, offer.yiaddr),))                  # unknown
+            handle(P.DECLINE, MAC2)                                     # unknown
+            handle(P.INFORM, ciaddr=ip("192.0.2.77"))
+            handle(P.DISCOVER, bytes.fromhex("525400000009"))           # ignored
+            handle(P.DISCOVER, giaddr=ip("203.0.113.1"))                # no_subnet
+            for pkt in (bootp, reply, offer_from_client):               # bootp, ignored
+                self.assertIsNone(server.handle(pkt, iface))
+            handle(P.RELEASE, ciaddr=offer.yiaddr)                      # release
         self.assertEqual(dict(server.stats), {
-            "received": 15, "offer": 1, "ack": 1, "nak": 1, "other_server": 1,
-            "malformed_request": 1, "not_ours": 1, "unknown_client": 1,
-            "release_unknown": 1, "decline_unknown": 2, "inform": 1,
-            "ignored": 1, "no_subnet": 1, "bootp_ignored": 1, "release": 1})
+            "received": 2 + 2 * 16, "offer": 2, "ack": 2, "nak": 2,
+            "other_server": 2, "malformed_request": 2, "not_ours": 2,
+            "unknown_client": 2, "release_unknown": 2, "decline_unknown": 4,
+            "inform": 2, "ignored": 6, "no_subnet": 2, "bootp_ignored": 2,
+            "release": 2})
 
     def test_decline_and_exhaustion_counted(self):
-        server, iface, clock = make_server([("dhcp-range", "192.0.2.10,192.0.2.10,1h")])
-        offer = server.handle(request(P.DISCOVER), iface)
-        self.assertIsNotNone(offer)
-        server.handle(request(P.DECLINE, options=(
-            (P.REQUESTED_ADDRESS, ip("192.0.2.10")),)), iface)
+        server, iface, clock = make_server([("dhcp-range", "192.0.2.10,192.0.2.11,1h")])
+        for address in ("192.0.2.10", "192.0.2.11"):
+            offer = P.parse(server.handle(request(P.DISCOVER), iface).data)
+            self.assertEqual(offer.yiaddr, ip(address))
+            server.handle(request(P.DECLINE, options=(
+                (P.REQUESTED_ADDRESS, ip(address)),)), iface)
+        server.handle(request(P.DISCOVER, MAC2), iface)
         server.handle(request(P.DISCOVER, MAC2), iface)
         self.assertEqual(dict(server.stats), {
-            "received": 3, "offer": 1, "decline": 1, "exhausted": 1})
+            "received": 6, "offer": 2, "decline": 2, "exhausted": 2})
 
     def test_exhaustion_warned_once_a_minute(self):
         events = []
@@ -639,6 +659,8 @@ class ObservabilityTests(SynchronousTestCase):
         server.handle(request(P.DISCOVER, MAC2), iface)
         self.assertEqual(len(warnings()), 1)
         self.assertEqual(warnings()[0]["log_level"], LogLevel.warn)
+        self.assertEqual((warnings()[0]["subnet"], warnings()[0]["client"]),
+                         ("192.0.2.0/24", "52:54:00:00:00:02"))
         clock.advance(59)
         server.handle(request(P.DISCOVER, MAC2), iface)
         self.assertEqual(len(warnings()), 1)
@@ -646,3 +668,125 @@ class ObservabilityTests(SynchronousTestCase):
         server.handle(request(P.DISCOVER, MAC2), iface)
         self.assertEqual(len(warnings()), 2)
         self.assertEqual(server.stats["exhausted"], 3)
+
+
+class AllocationEdgeTests(SynchronousTestCase):
+    """Where allocation's rules meet: reservations inside a dynamic range,
+    static ranges, several ranges in one subnet, a lease the configuration
+    no longer covers, and the exact instant a lease or an offer ends."""
+
+    def handle(self, server, iface, mtype, mac=MAC1, **kw):
+        decision = server.handle(request(mtype, mac, **kw), iface)
+        return None if decision is None else P.parse(decision.data)
+
+    def test_reserved_address_inside_range_kept_for_its_host(self):
+        server, iface, _ = make_server(BASIC + [
+            ("dhcp-host", "52:54:00:00:00:01,192.0.2.10")])
+        other = self.handle(server, iface, P.DISCOVER, MAC2)
+        self.assertEqual(other.yiaddr, ip("192.0.2.11"))
+        nak = self.handle(server, iface, P.REQUEST, MAC2, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, ip("192.0.2.10"))))
+        self.assertEqual(nak.message_type, P.NAK)
+        self.assertEqual(nak.options[P.MESSAGE], b"address in use by another client")
+        mine = self.handle(server, iface, P.DISCOVER, MAC1)
+        self.assertEqual(mine.yiaddr, ip("192.0.2.10"))
+
+    def test_static_range_skipped_by_allocation(self):
+        server, iface, _ = make_server([("dhcp-range", "192.0.2.50,static"),
+                                        ("dhcp-range", "192.0.2.10,192.0.2.12,1h")])
+        self.assertEqual(self.handle(server, iface, P.DISCOVER).yiaddr,
+                         ip("192.0.2.10"))
+
+    def test_each_range_has_its_lease_time(self):
+        server, iface, _ = make_server([("dhcp-range", "192.0.2.10,192.0.2.10,1h"),
+                                        ("dhcp-range", "192.0.2.20,192.0.2.29,2h")])
+        first = self.handle(server, iface, P.DISCOVER, MAC1)
+        second = self.handle(server, iface, P.DISCOVER, MAC2)
+        self.assertEqual((first.yiaddr, first.options[P.LEASE_TIME]),
+                         (ip("192.0.2.10"), (3600).to_bytes(4, "big")))
+        self.assertEqual((second.yiaddr, second.options[P.LEASE_TIME]),
+                         (ip("192.0.2.20"), (7200).to_bytes(4, "big")))
+
+    def test_host_lease_time(self):
+        server, iface, _ = make_server(BASIC + [
+            ("dhcp-host", "52:54:00:00:00:01,192.0.2.50,10m")])
+        offer = self.handle(server, iface, P.DISCOVER)
+        self.assertEqual(offer.options[P.LEASE_TIME], (600).to_bytes(4, "big"))
+
+    def test_lease_outside_the_ranges_not_offered_again(self):
+        server, iface, clock = make_server(BASIC)
+        server.table.put(Lease("192.0.2.50", MAC1, b"", "", ACTIVE, clock.seconds(),
+                               clock.seconds() + 3600, "srv1", 1))
+        self.assertEqual(self.handle(server, iface, P.DISCOVER).yiaddr,
+                         ip("192.0.2.10"))
+
+    def test_lease_reserved_for_another_host_not_offered_again(self):
+        server, iface, clock = make_server(BASIC + [
+            ("dhcp-host", "52:54:00:00:00:02,192.0.2.10")])
+        server.table.put(Lease("192.0.2.10", MAC1, b"", "", ACTIVE, clock.seconds(),
+                               clock.seconds() + 3600, "srv1", 1))
+        self.assertEqual(self.handle(server, iface, P.DISCOVER).yiaddr,
+                         ip("192.0.2.11"))
+
+    def test_lease_free_at_the_instant_it_ends(self):
+        server, iface, clock = make_server([("dhcp-range", "192.0.2.10,192.0.2.10,1h")])
+        offer = self.handle(server, iface, P.DISCOVER, MAC1)
+        self.handle(server, iface, P.REQUEST, MAC1, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr)))
+        clock.advance(3600 - 1)
+        nak = self.handle(server, iface, P.REQUEST, MAC2, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr)))
+        self.assertEqual(nak.message_type, P.NAK)
+        clock.advance(1)
+        ack = self.handle(server, iface, P.REQUEST, MAC2, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr)))
+        self.assertEqual(ack.message_type, P.ACK)
+
+    def test_offer_lapses_at_the_instant_it_ends(self):
+        server, iface, clock = make_server([("dhcp-range", "192.0.2.10,192.0.2.10,1h")])
+        self.handle(server, iface, P.DISCOVER, MAC1)
+        clock.advance(OFFER_TIMEOUT - 1)
+        self.assertIsNone(self.handle(server, iface, P.DISCOVER, MAC2))
+        clock.advance(1)
+        self.assertEqual(self.handle(server, iface, P.DISCOVER, MAC2).yiaddr,
+                         ip("192.0.2.10"))
+
+    def test_address_offered_to_another_client_naks(self):
+        server, iface, _ = make_server(BASIC)
+        offer = self.handle(server, iface, P.DISCOVER, MAC1)
+        nak = self.handle(server, iface, P.REQUEST, MAC2, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr)))
+        self.assertEqual(nak.options[P.MESSAGE], b"address in use by another client")
+
+    def test_selecting_without_option_50_uses_ciaddr(self):
+        server, iface, _ = make_server(BASIC)
+        offer = self.handle(server, iface, P.DISCOVER)
+        ack = self.handle(server, iface, P.REQUEST, options=(
+            (P.SERVER_ID, ip(SERVER)),), ciaddr=offer.yiaddr)
+        self.assertEqual((ack.message_type, ack.yiaddr), (P.ACK, offer.yiaddr))
+
+    def test_nak_says_why(self):
+        server, iface, _ = make_server(BASIC + [
+            ("dhcp-host", "52:54:00:00:00:01,192.0.2.50")], authoritative=True)
+        selecting = ((P.SERVER_ID, ip(SERVER)),)
+        cases = [
+            (MAC2, selecting + ((P.REQUESTED_ADDRESS, ip("198.51.100.5")),),
+             b"address not on this network"),
+            (MAC1, ((P.REQUESTED_ADDRESS, ip("192.0.2.11")),),
+             b"this client has a reserved address"),
+            (MAC2, selecting + ((P.REQUESTED_ADDRESS, ip("192.0.2.50")),),
+             b"address in use by another client"),
+            (MAC2, selecting + ((P.REQUESTED_ADDRESS, ip("192.0.2.99")),),
+             b"address not in a dynamic range"),
+        ]
+        for mac, options, why in cases:
+            nak = self.handle(server, iface, P.REQUEST, mac, options=options)
+            self.assertEqual((nak.message_type, nak.options[P.MESSAGE]), (P.NAK, why))
+
+    def test_nak_when_the_range_is_gone(self):
+        server, iface, clock = make_server(BASIC)
+        server.table.put(Lease("192.0.2.50", MAC1, b"", "", ACTIVE, clock.seconds(),
+                               clock.seconds() + 3600, "srv1", 1))
+        nak = self.handle(server, iface, P.REQUEST, ciaddr=ip("192.0.2.50"))
+        self.assertEqual(nak.options[P.MESSAGE],
+                         b"address no longer in a dynamic range")
