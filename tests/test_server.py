@@ -5,8 +5,8 @@ from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhcpfo import config as C
-from dhcpfo.addr import (INFINITE, bytes_from_str, int_from_bytes, int_from_str,
-                         str_from_bytes)
+from dhcpfo.addr import (INFINITE, NEVER, bytes_from_str, int_from_bytes,
+                         int_from_str, str_from_bytes)
 from dhcpfo.dhcp import packet as P
 from dhcpfo.dhcp.offers import OFFER_TIMEOUT
 from dhcpfo.dhcp.pool import InterfaceInfo, build_subnets
@@ -790,3 +790,84 @@ class AllocationEdgeTests(SynchronousTestCase):
         nak = self.handle(server, iface, P.REQUEST, ciaddr=ip("192.0.2.50"))
         self.assertEqual(nak.options[P.MESSAGE],
                          b"address no longer in a dynamic range")
+
+
+class MoreRequestTests(SynchronousTestCase):
+    """Requests the DORA tests above do not make."""
+
+    def handle(self, server, iface, mtype, mac=MAC1, **kw):
+        return server.handle(request(mtype, mac, **kw), iface)
+
+    def test_infinite_lease(self):
+        server, iface, clock = make_server([
+            ("dhcp-range", "192.0.2.10,192.0.2.12,infinite")])
+        offer = P.parse(self.handle(server, iface, P.DISCOVER).data)
+        ack = self.handle(server, iface, P.REQUEST, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr)))
+        options = P.parse(ack.data).options
+        self.assertEqual(options[P.LEASE_TIME], INFINITE.to_bytes(4, "big"))
+        self.assertNotIn(P.RENEWAL_TIME, options)
+        self.assertNotIn(P.REBINDING_TIME, options)
+        self.assertEqual(ack.commit[0].expiry, NEVER)
+
+    def test_init_reboot_after_an_offer_acks(self):
+        server, iface, _ = make_server(BASIC)
+        offer = P.parse(self.handle(server, iface, P.DISCOVER).data)
+        ack = self.handle(server, iface, P.REQUEST, options=(
+            (P.REQUESTED_ADDRESS, offer.yiaddr),))
+        self.assertEqual(P.parse(ack.data).message_type, P.ACK)
+
+    def test_moving_to_another_address_releases_the_old_one(self):
+        server, iface, clock = make_server(BASIC, authoritative=True)
+        offer = P.parse(self.handle(server, iface, P.DISCOVER).data)
+        [bound] = self.handle(server, iface, P.REQUEST, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr))).commit
+        clock.advance(10)
+        moved = self.handle(server, iface, P.REQUEST, options=(
+            (P.REQUESTED_ADDRESS, ip("192.0.2.12")),))
+        released, new = moved.commit
+        self.assertEqual((released.ip, released.state, released.expiry),
+                         ("192.0.2.10", RELEASED, clock.seconds()))
+        self.assertEqual((new.ip, new.state), ("192.0.2.12", ACTIVE))
+        self.assertGreater(released.version, bound.version)
+        self.assertIs(server.table.get("192.0.2.10"), released)
+
+    def test_no_hostname_or_a_bad_fqdn_gives_no_name(self):
+        server, iface, _ = make_server(BASIC)
+        for mac, extra in ((MAC1, ()), (MAC2, ((P.CLIENT_FQDN, b"\x04\x00\x00\x09x"),))):
+            offer = P.parse(self.handle(server, iface, P.DISCOVER, mac).data)
+            ack = self.handle(server, iface, P.REQUEST, mac, options=(
+                (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, offer.yiaddr))
+                + extra)
+            self.assertEqual(ack.commit[0].hostname, "")
+
+    def test_release_of_an_address_without_lease(self):
+        server, iface, _ = make_server(BASIC)
+        self.assertIsNone(self.handle(server, iface, P.RELEASE,
+                                      ciaddr=ip("192.0.2.11")))
+        self.assertEqual(server.stats["release_unknown"], 1)
+
+    def test_inform_gets_its_range_options(self):
+        server, iface, _ = make_server([
+            ("dhcp-range", "set:lab,192.0.2.10,192.0.2.12,1h"),
+            ("dhcp-option", "tag:lab,option:ntp-server,192.0.2.123")])
+        inside = P.parse(self.handle(server, iface, P.INFORM,
+                                     ciaddr=ip("192.0.2.11")).data)
+        outside = P.parse(self.handle(server, iface, P.INFORM,
+                                      ciaddr=ip("192.0.2.77")).data)
+        self.assertEqual(inside.options[42], ip("192.0.2.123"))
+        self.assertNotIn(42, outside.options)
+
+    def test_decline_logged_with_client_and_address(self):
+        events = []
+        server, iface, _ = make_server(BASIC)
+        server._log = Logger(observer=events.append)
+        offer = P.parse(self.handle(server, iface, P.DISCOVER).data)
+        decision = self.handle(server, iface, P.DECLINE, options=(
+            (P.REQUESTED_ADDRESS, offer.yiaddr),))
+        self.assertEqual(decision.commit[0].hostname, "")
+        [event] = events
+        self.assertEqual((event["log_level"], event["client"], event["ip"],
+                          event["seconds"]),
+                         (LogLevel.warn, "52:54:00:00:00:01", "192.0.2.10", 600))
+        self.assertIn("declined", event["log_format"])
