@@ -31,13 +31,12 @@ class Decision:
     """What to do about one request: send ``data`` to ``dest`` once ``commit``
     (leases, possibly empty) is durable."""
 
-    __slots__ = ("data", "dest", "commit", "kind")
+    __slots__ = ("data", "dest", "commit")
 
-    def __init__(self, data, dest, commit, kind):
+    def __init__(self, data, dest, commit):
         self.data = data
         self.dest = dest
         self.commit = commit
-        self.kind = kind
 
 
 def sanitize_hostname(raw):
@@ -257,7 +256,7 @@ class DHCPServer:
         self.stats["offer"] += 1
         return Decision(self.replies.reply(pkt, P.OFFER, ip_bytes(ip), iface,
                                            subnet, rng, host, lease_time),
-                        reply.destination(pkt, P.OFFER), None, P.OFFER)
+                        reply.destination(pkt, P.OFFER), None)
 
     def _request(self, pkt, iface, subnet, host, key, client_id, now):
         options = pkt.options
@@ -334,7 +333,7 @@ class DHCPServer:
         self.stats["ack"] += 1
         return Decision(self.replies.reply(pkt, P.ACK, requested, iface, subnet,
                                            rng, host, lease_time),
-                        reply.destination(pkt, P.ACK), commit, P.ACK)
+                        reply.destination(pkt, P.ACK), commit)
 
     def _hostname(self, pkt, host):
         if host is not None and host.hostname:
@@ -359,7 +358,7 @@ class DHCPServer:
                          RELEASED, lease.start, now, self.name, self.hlc.now())
         self.table.put(released)
         self.stats["release"] += 1
-        return Decision(None, None, [released], P.RELEASE)
+        return Decision(None, None, [released])
 
     def _decline(self, pkt, key, client_id, now):
         requested = pkt.options.get(P.REQUESTED_ADDRESS)
@@ -380,14 +379,14 @@ class DHCPServer:
         self._log.warn("{client} declined {ip}: another host uses it; it rests "
                        "{seconds:.0f}s", client=key[1:].hex(":"), ip=ip,
                        seconds=DECLINE_PROBATION)
-        return Decision(None, None, [declined], P.DECLINE)
+        return Decision(None, None, [declined])
 
     def _inform(self, pkt, iface, subnet, host):
         self.stats["inform"] += 1
         ciaddr = int_from_bytes(pkt.ciaddr)
         rng = subnet.range_of(ciaddr)
         data = self.replies.reply(pkt, P.ACK, P.ZERO_IP, iface, subnet, rng, host, None)
-        return Decision(data, reply.destination(pkt, P.ACK), None, P.INFORM)
+        return Decision(data, reply.destination(pkt, P.ACK), None)
 
     def offered(self, ip):
         """Does a live offer hold ``ip`` (int)?"""
@@ -406,4 +405,4 @@ class DHCPServer:
     def _nak(self, pkt, iface, why):
         self.stats["nak"] += 1
         return Decision(reply.nak(pkt, iface.address_bytes, why),
-                        reply.destination(pkt, P.NAK), None, P.NAK)
+                        reply.destination(pkt, P.NAK), None)
