@@ -69,7 +69,7 @@ def make_store(config, reactor):
 def make_failover_node(config, reactor):
     """The failover node; certificate files are loaded and checked now."""
     from dhcpfo.failover.service import FailoverNode
-    from dhcpfo.failover.tls import TLSConfigError, load_identity
+    from dhcpfo.failover.identity import TLSConfigError, load_identity
 
     fc = config.failover
     identity = None
