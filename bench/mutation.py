@@ -47,7 +47,7 @@ TARGETS = {
                 "tests.test_failover_coordinator")),
     "coordinator": ("dhcpfo/failover/coordinator.py",
                     ("tests.test_failover_coordinator", "tests.test_failover_peer",
-                     "tests.test_failover_election")),
+                     "tests.test_failover_channel")),
     "merge": ("dhcpfo/failover/merge.py",
               ("tests.test_failover_merge", "tests.test_failover_coordinator")),
     "policy": ("dhcpfo/failover/policy.py",
