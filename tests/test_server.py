@@ -492,7 +492,9 @@ class FailoverPolicyTests(SynchronousTestCase):
         self.set(restricted=True)
         self.lease(ACTIVE, self.clock.seconds() - 1)
         self.assertIsNone(self.discover())
-        self.clock.advance(self.MCLT)
+        self.clock.advance(self.MCLT - 2)
+        self.assertIsNone(self.discover())
+        self.clock.advance(1)   # now exactly its expiry + MCLT
         self.assertEqual(self.discover().yiaddr, ip("192.0.2.10"))
 
     def test_request_for_what_a_peer_may_hold_is_not_answered(self):
@@ -538,6 +540,8 @@ class FailoverPolicyTests(SynchronousTestCase):
     def test_secondary_allocates_only_its_reserve(self):
         self.set(primary=False)
         self.assertIsNone(self.discover(), "a free address nobody reserved")
+        self.lease(ACTIVE, self.clock.seconds() - 1)
+        self.assertIsNone(self.discover(), "another client's lease, expired")
         self.lease(BACKUP, 0, mac=b"", owner="srv2")
         self.assertIsNone(self.discover(), "another server's reserve")
         self.lease(BACKUP, 0, mac=b"", owner="srv1")
