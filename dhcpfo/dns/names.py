@@ -47,11 +47,6 @@ def to_wire(name):
     return bytes(out)
 
 
-def in_zone(name, zone):
-    """Whether ``name`` is ``zone`` or below it."""
-    return not zone or name == zone or name.endswith("." + zone)
-
-
 def reverse_name(ip):
     """``d.c.b.a.in-addr.arpa`` for an IPv4 address (int or str), or the
     ``ip6.arpa`` name of an IPv6 address."""
