@@ -6,13 +6,14 @@ import time
 from twisted.web.resource import Resource
 
 import dhcpfo
-from dhcpfo.addr import int_from_str
+from dhcpfo.addr import int_from_str, is_infinite
 from dhcpfo.leases.lease import ACTIVE, BACKUP
 
 
 def iso_utc(seconds):
-    if seconds >= 1 << 40:
-        return None  # infinite lease
+    """An ISO 8601 UTC time, or None for the end of an infinite lease."""
+    if is_infinite(seconds):
+        return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
