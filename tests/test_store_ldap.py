@@ -381,6 +381,11 @@ class ClockTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(first))
         sent = self.endpoint.succeedAll()              # batch 2: 2 (v2) and 3
         self.assertEqual(len(sent), 2)
+        attributes = {m.value.entry: {k.value: [v.value for v in vs]
+                                      for k, vs in m.value.attributes}
+                      for m in sent}
+        self.assertEqual(attributes[b"dhcpfoLeaseIP=198.18.0.3,ou=leases,dc=example,"
+                                    b"dc=org"][b"dhcpfoLeaseVersion"], [b"2"])
         self.assertEqual(self.successResultOf(second), None)
         self.assertEqual(self.successResultOf(third), None)
         self.assertEqual((store.batches, store.written), (2, 3))
@@ -562,6 +567,8 @@ class ClockTests(SynchronousTestCase):
         self.assertEqual(list(error.errors), ["198.18.0.4"])
         self.assertIn("objectClassViolation (65)", str(error))
         self.successResultOf(c)
+        # written: entries the directory took (0, 1, 2, 4), not 3
+        self.assertEqual((store.batches, store.written), (2, 4))
         self.close(store)
 
     def test_close_drains_then_unbinds(self):
@@ -662,6 +669,104 @@ class ClockTests(SynchronousTestCase):
         self.successResultOf(closed)
         self.failureResultOf(store.open(), L.LDAPStoreClosed)
         self.failureResultOf(store.write([lease(2)]), L.LDAPStoreClosed)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_late_answers_on_a_dropped_connection_are_ignored(self):
+        """After the store gave up on a connection (no answer in time), what
+        that connection still says settles nothing: only the new connection's
+        acknowledgements fire the writers, once."""
+        store = self.makeStore(timeout=5)
+        d = store.write([lease(1), lease(2)])
+        old = self.endpoint.requests()
+        self.clock.advance(5)                          # the watchdog gives up
+        oldProto = self.endpoint.proto
+        for message in old:                            # late answers
+            oldProto.dataReceived(pureldap.LDAPMessage(
+                pureldap.LDAPAddResponse(resultCode=0), id=message.id).toWire())
+        self.assertNoResult(d)
+        oldProto.connectionLost(Failure(ConnectionLost()))
+        self.clock.advance(1.0)
+        self.assertEqual(len(self.endpoint.succeedAll()), 2)
+        self.successResultOf(d)
+        self.assertEqual(store.batches, 1)
+        self.close(store)
+
+    def test_window_bounds_requests_in_flight(self):
+        store = self.makeStore()
+        d = store.write([lease(n) for n in range(600)])
+        first = self.endpoint.requests()
+        self.assertEqual(len(first), 512)
+        for message in first[:10]:
+            self.endpoint.reply(message, pureldap.LDAPAddResponse(resultCode=0))
+        more = self.endpoint.requests()
+        self.assertEqual(len(more), 10)                # one out, one in
+        self.assertNoResult(d)
+        for message in first[10:] + more:
+            self.endpoint.reply(message, pureldap.LDAPAddResponse(resultCode=0))
+        self.assertEqual(len(self.endpoint.succeedAll()), 600 - 512 - 10)
+        self.successResultOf(d)
+        self.close(store)
+
+    def test_batch_limit_keeps_early_writers_early(self):
+        """Writes queue up to batchLimit leases per batch (whole writes), so a
+        burst behind the first write does not hold its ACKs back."""
+        store = self.makeStore()
+        w0 = store.write([lease(0)])
+        w1 = store.write([lease(n) for n in range(1, 601)])
+        w2 = store.write([lease(n) for n in range(601, 1201)])
+        self.endpoint.succeedAll()
+        self.successResultOf(w0)
+        sentBeforeW1 = []
+        for _ in range(10):                            # bounded: never hangs
+            if w1.called:
+                break
+            sentBeforeW1 += self.endpoint.succeedAll()
+        self.successResultOf(w1)
+        self.assertEqual(len(sentBeforeW1), 600)
+        self.assertNoResult(w2)
+        for _ in range(10):
+            if w2.called:
+                break
+            self.endpoint.succeedAll()
+        self.successResultOf(w2)
+        self.close(store)
+
+    def test_loaded_entries_are_modified_not_added(self):
+        store = L.LDAPLeaseStore(self.clock, "ldap://192.0.2.1", "ou=l,dc=example",
+                                 retryPolicy=lambda n: 1.0)
+        store._endpoint = lambda: self.endpoint
+        d = store.open()
+        [search] = self.endpoint.requests()
+        self.endpoint.reply(search, pureldap.LDAPSearchResultEntry(
+            "dhcpfoLeaseIP=%s,ou=l,dc=example" % lease(1).ip,
+            [(name, [value]) for name, value in E.values(lease(1))
+             if value is not None]))
+        self.endpoint.reply(search, pureldap.LDAPSearchResultDone(resultCode=0))
+        self.assertEqual(self.successResultOf(d), [lease(1)])
+        w = store.write([lease(1, version=2), lease(2)])
+        sent = self.endpoint.succeedAll()
+        self.assertEqual(sorted(type(m.value).__name__ for m in sent),
+                         ["LDAPAddRequest", "LDAPModifyRequest"])
+        [modify] = [m for m in sent if isinstance(m.value, pureldap.LDAPModifyRequest)]
+        self.assertEqual(modify.value.object,
+                         ("dhcpfoLeaseIP=%s,ou=l,dc=example" % lease(1).ip).encode())
+        self.successResultOf(w)
+        self.close(store)
+
+    def test_load_answered_after_close(self):
+        """The load's answer can beat the aborted connection's end: the
+        store is closed all the same and open() says so."""
+        store = self.unopened()
+        opened = store.open()
+        [search] = self.endpoint.requests()
+        closed = store.close()
+        self.endpoint.reply(search, pureldap.LDAPSearchResultDone(resultCode=0))
+        error = self.failureResultOf(opened, L.LDAPStoreClosed).value
+        self.assertIn("closed while opening", str(error))
+        self.successResultOf(closed)
+        self.assertFalse(store.connected)
+        self.assertTrue(self.endpoint.connections[0][1].disconnecting)
+        self.failureResultOf(store.write([lease(1)]), L.LDAPStoreClosed)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_close_while_reconnecting(self):
