@@ -164,6 +164,13 @@ class StoreConformanceMixin:
         self.flushLoggedErrors()
 
     @defer.inlineCallbacks
+    def test_close_without_open(self):
+        """A service stopped before its store opened must still stop."""
+        from twisted.internet import reactor
+        d = self.makeStore().close()
+        yield d.addTimeout(10, reactor)
+
+    @defer.inlineCallbacks
     def test_close_waits_for_pending_writes(self):
         store, _ = yield self.openStore()
         ds = [store.write([lease(n)]) for n in range(50)]

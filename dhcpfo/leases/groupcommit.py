@@ -22,7 +22,8 @@ replication queue share, so none of them gets these rules wrong on its own:
   queued (a DHCP server then sends no ACK; the client retries).
 - ``close()`` refuses new submits with :class:`Closed` and fires once every
   accepted submit has settled; ``failQueued(error)`` fails the submits that
-  no flush has taken yet (a store closing while its backend is unreachable).
+  no flush has taken yet (a store closing while its backend is unreachable),
+  still in issue order: after the flushes in flight have settled.
 
 ``flush(records)`` gets the records of the submits it carries, in order,
 and returns a Deferred (or a plain value).  It may fire with a result that

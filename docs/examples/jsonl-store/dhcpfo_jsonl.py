@@ -11,7 +11,9 @@ import os
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.plugin import IPlugin
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -38,6 +40,7 @@ def _decode(line):
 @implementer(ILeaseStore)
 class JSONLinesStore:
     durable = True
+    _log = Logger()
 
     def __init__(self, reactor, path):
         self._reactor = reactor
@@ -85,7 +88,8 @@ class JSONLinesStore:
     def close(self):
         if self._closed is None:
             self._closed = self._commits.close()   # waits for queued writes
-            self._closed.addCallback(lambda _: self._run(self._closeFile))
+            if self._pool.started:                  # else never opened
+                self._closed.addCallback(lambda _: self._run(self._closeFile))
             self._closed.addBoth(self._stopped)
         d = Deferred()
         self._closed.addBoth(lambda result: (d.callback(None), result)[1])
@@ -98,7 +102,8 @@ class JSONLinesStore:
     def _stopped(self, result):
         if self._pool.started:
             self._pool.stop()
-        return None
+        if isinstance(result, Failure):
+            self._log.failure("closing {path} failed", result, path=self.path)
 
 
 @implementer(IPlugin, ILeaseStoreFactory)
