@@ -260,9 +260,9 @@ class LDAPLeaseStore:
         self._abort = attempt.abort
         d = attempt.start()
 
-        def done(result, input):
+        def done(result, event):
             self._abort = None
-            input(result)
+            event(result)
         d.addCallbacks(done, done, callbackArgs=(self._reconnected,),
                        errbackArgs=(self._reconnectFailed,))
 
