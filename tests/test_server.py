@@ -3,15 +3,18 @@
 from twisted.internet.task import Clock
 from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from dhcpfo import config as C
 from dhcpfo.addr import (INFINITE, NEVER, bytes_from_str, int_from_bytes,
                          int_from_str, str_from_bytes)
 from dhcpfo.dhcp import packet as P
 from dhcpfo.dhcp.offers import OFFER_TIMEOUT
+from dhcpfo.dhcp.policy import Standalone
 from dhcpfo.dhcp.pool import InterfaceInfo, build_subnets
 from dhcpfo.dhcp.server import DECLINE_PROBATION, DHCPServer, sanitize_hostname
 from dhcpfo.failover.policy import FailoverPolicy
+from dhcpfo.interfaces import IAllocationPolicy
 from dhcpfo.leases.lease import ACTIVE, BACKUP, DECLINED, RELEASED, Lease
 from dhcpfo.leases.table import LeaseTable
 
@@ -482,6 +485,17 @@ class FailoverPolicyTests(SynchronousTestCase):
     def discover(self, mac=MAC2):
         decision = self.server.handle(request(P.DISCOVER, mac), self.iface)
         return None if decision is None else P.parse(decision.data)
+
+    def test_both_policies_provide_the_interface(self):
+        verifyObject(IAllocationPolicy, self.policy)
+        verifyObject(IAllocationPolicy, Standalone("srv1"))
+
+    def test_a_new_policy_is_passive_and_restricted(self):
+        fresh = FailoverPolicy("srv1", self.MCLT, primary=True)
+        self.assertEqual((fresh.serving, fresh.restricted, fresh.adopted),
+                         (False, True, frozenset()))
+        self.assertIs(fresh.may_allocate_free(), True)
+        self.assertFalse(fresh.may_allocate_reserve("srv2"))
 
     def test_passive_server_is_silent(self):
         self.assertIsNone(self.discover())
