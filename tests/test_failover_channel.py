@@ -543,8 +543,26 @@ class ChunkTests(ChannelMixin, SynchronousTestCase):
         self.finish(server, client)
 
     def test_oversized_lease_refused(self):
-        fields = encode_lease(a_lease(100, hostname="x" * 70000), T0)
-        self.assertRaises(ValueError, list, commands.chunk_leases([fields]))
+        """Past the field bounds, encoding refuses (no struct.error on the
+        wire); a record larger than a chunk is refused by the chunker."""
+        e = self.assertRaises(InvalidLease, encode_lease,
+                              a_lease(100, hostname="x" * 70000), T0)
+        self.assertIn("cannot cross the wire: hostname is 70000 bytes", str(e))
+        fields = encode_lease(a_lease(100, hostname="x" * 200), T0)
+        self.assertRaises(ValueError, list,
+                          commands.chunk_leases([fields], max_bytes=100))
+
+    def test_longest_fields_cross_the_wire(self):
+        """Every field at its bound (a 1024-byte client id: several option-61
+        parts, RFC 3396) encodes and decodes to the same lease."""
+        lease = a_lease(100, hwaddr=b"\x01" * commands.MAX_HWADDR,
+                        client_id=b"\x02" * commands.MAX_CLIENT_ID,
+                        hostname="é" * (commands.MAX_HOSTNAME // 2),
+                        owner="o" * commands.MAX_OWNER)
+        arg = commands.LeaseRecords()
+        wire = arg.toString([encode_lease(lease, T0)])
+        [back] = arg.fromString(wire)
+        self.assertEqual(commands.decode_lease(back, T0), lease)
 
 
 class ValidationTests(SynchronousTestCase):
@@ -583,7 +601,8 @@ class ValidationTests(SynchronousTestCase):
         self.assertInvalid(a_lease(100, hostname="h" * 256), "hostname is 256 bytes")
         self.assertInvalid(a_lease(100, hostname="é" * 128), "hostname is 256 bytes")
         self.assertInvalid(a_lease(100, hwaddr=bytes(17)), "hwaddr is 17 bytes")
-        self.assertInvalid(a_lease(100, client_id=bytes(256)), "client_id is 256")
+        self.assertInvalid(a_lease(100, client_id=bytes(1025)), "client_id is 1025")
+        validate_lease(a_lease(100, client_id=bytes(1024)), in_range, T0)
         self.assertInvalid(a_lease(100, owner="o" * 254), "owner is 254 bytes")
         self.assertInvalid(a_lease(100, hostname=b"bytes"), "hostname is bytes")
 

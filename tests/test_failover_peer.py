@@ -6,6 +6,8 @@ and priority announcements, refusals, replication.
 
 import itertools
 
+import attr
+
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -449,4 +451,61 @@ class ReplicationTests(PeerHarness, SynchronousTestCase):
         self.assertIn("192.0.2.101", self.a.store.leases)
         self.assertNotIn("198.51.100.7", self.a.store.leases)
         self.assertTrue(any("outside our ranges" in m for m in messages(events)))
+        self.finish()
+
+    def test_a_long_client_id_does_not_stop_replication_nor_the_exchange(self):
+        """Issue 10 item 1: a 400-byte client id (two option-61 parts, RFC
+        3396) crosses the wire; a lease past the bounds is refused before it
+        could be acknowledged, alone; later writes replicate and a fresh
+        database exchange completes, skipping only the unsendable record."""
+        store = ReplicatedStore(self.a.store, self.a)
+        now = self.clock.seconds()
+        long_id = Lease("192.0.2.110", b"\x52" * 6, b"\x01" + b"x" * 399, "long",
+                        BOUND, now - 1, now + 3600, "dhcp-a", self.a.stamp())
+        too_long = attr.evolve(self.lease(111), client_id=b"y" * 5000,
+                               version=self.a.stamp())
+        d_long = store.write([long_id])
+        d_bad = store.write([too_long])
+        d_after = store.write([self.lease(112)])
+        self.advance(0.2)
+        self.successResultOf(d_long)
+        self.failureResultOf(d_bad, commands.InvalidLease)
+        self.successResultOf(d_after)
+        self.assertEqual(self.b.store.leases["192.0.2.110"].client_id,
+                         long_id.client_id)
+        self.assertNotIn("192.0.2.111", self.b.store.leases)
+        self.assertIn("192.0.2.112", self.b.store.leases)
+        # Both records sit in a's table (the server put them there): a new
+        # connection's exchange must still complete.
+        for lease in (long_id, too_long, self.lease(113)):
+            self.a.table.put(lease)
+        self.conn.listener.transport.abortConnection()
+        self.advance(0.2)
+        with capturedLogs() as events:
+            self.dial("dhcp-b", "dhcp-a")
+            self.advance(1)
+        self.assertIn("dhcp-b", self.a.synced)
+        self.assertIn("dhcp-a", self.b.synced)
+        self.assertIn("192.0.2.113", self.b.store.leases)
+        self.assertNotIn("192.0.2.111", self.b.store.leases)
+        self.assertTrue(any("cannot cross the wire" in m
+                            for m in messages(events)))
+        d = store.write([self.lease(114)])
+        self.advance(0.2)
+        self.successResultOf(d)
+        self.assertIn("192.0.2.114", self.b.store.leases)
+        self.finish()
+
+    def test_an_encoder_failure_fails_only_its_own_flush(self):
+        """Should encoding still raise inside a flush, the flush's writes
+        fail and the queue keeps moving (GroupCommit on the link)."""
+        link = self.a.links["dhcp-b"]
+        store = ReplicatedStore(self.a.store, self.a)
+        broken = attr.evolve(self.lease(120), ip="192.0.2.120.9")
+        d_bad = link.sendLeases([broken])
+        d_after = store.write([self.lease(121)])
+        self.advance(0.2)
+        self.failureResultOf(d_bad)
+        self.successResultOf(d_after)
+        self.assertIn("192.0.2.121", self.b.store.leases)
         self.finish()

@@ -30,11 +30,15 @@ from twisted.protocols import amp
 
 from dhcpfo.addr import NEVER, bytes_from_str, str_from_bytes
 from dhcpfo.leases.hlc import stamp_seconds
-from dhcpfo.leases.lease import STATES, Lease
+from dhcpfo.leases.lease import (  # noqa: F401 (bounds re-exported)
+    MAX_CLIENT_ID, MAX_HOSTNAME, MAX_HWADDR, MAX_OWNER, STATES, Lease,
+    fields_problem)
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 # 2: Hello's answer and StateAnnounce carry the priority (the election needs
 #    it on both ends of every connection); TransferOwnership is gone.
+# 3: a lease record's client-id length is two bytes (a client id made of
+#    several option-61 parts, RFC 3396, is longer than 255 bytes).
 
 MAX_VALUE_BYTES = amp.MAX_VALUE_LENGTH      # 65535
 
@@ -43,10 +47,8 @@ MAX_LEASE_AHEAD = 10 * 365 * 86400.0   # a finite expiry further ahead is absurd
 MAX_START_AHEAD = 300.0                # a lease may not start in the future
 MAX_STAMP_AHEAD = 86400.0              # version stamps: peer clock at most 1 day fast
 MAX_VERSION = (1 << 63) - 1
-MAX_HWADDR = 16                        # chaddr
-MAX_CLIENT_ID = 255                    # option 61 payload
-MAX_HOSTNAME = 255                     # option 12 / 81 payload, UTF-8 bytes
-MAX_OWNER = 253                        # a DNS name (--failover-name)
+# Field bounds (MAX_HWADDR, MAX_CLIENT_ID, MAX_HOSTNAME, MAX_OWNER): one
+# definition, in dhcpfo.leases.lease, imported here for the wire's users.
 
 ROLES = ("primary", "secondary")
 
@@ -81,7 +83,7 @@ class InvalidLease(ValueError):
 # AMP's per-field boxes cost the primary more CPU per replicated lease than
 # the whole DHCP exchange does.  Per lease: a fixed header, then the
 # variable-length fields, all lengths explicit.
-_LEASE_HEAD = struct.Struct("!4sddqBBHHB")
+_LEASE_HEAD = struct.Struct("!4sddqBHHHB")
 # ip, started_ago (sender's now - start), expires_in (expiry - sender's now;
 # inf: infinite), version, then the lengths of hwaddr, client_id, hostname,
 # owner, state (UTF-8 for the text fields).
@@ -94,6 +96,9 @@ class LeaseRecords(amp.Argument):
         parts = []
         pack = _LEASE_HEAD.pack
         for f in inObject:
+            if f["state"] not in STATES or len(f["hwaddr"]) > MAX_HWADDR \
+                    or len(f["client_id"]) > MAX_CLIENT_ID:
+                raise InvalidLease("lease for %r cannot be encoded" % (f["ip"],))
             hostname = f["hostname"].encode("utf-8")
             owner = f["owner"].encode("utf-8")
             state = f["state"].encode("utf-8")
@@ -137,8 +142,26 @@ class LeaseRecords(amp.Argument):
         return records
 
 
+def wire_problem(lease):
+    """Why ``lease`` cannot cross the wire (a sentence), or None if it can."""
+    problem = fields_problem(lease)
+    if problem is None and lease.state not in STATES:
+        problem = "unknown state %r" % (lease.state,)
+    if problem is None and not (isinstance(lease.version, int)
+                                and 0 <= lease.version <= MAX_VERSION):
+        problem = "version %r is out of range" % (lease.version,)
+    return None if problem is None else "it cannot cross the wire: " + problem
+
+
 def encode_lease(lease, now):
-    """The wire fields of ``lease``, its times relative to ``now`` (ours)."""
+    """The wire fields of ``lease``, its times relative to ``now`` (ours).
+
+    Total up to the bounds of :mod:`dhcpfo.leases.lease`: a lease past them
+    raises L{InvalidLease} here, not a ``struct.error`` later on the wire.
+    """
+    problem = wire_problem(lease)
+    if problem is not None:
+        raise _bad(lease, problem)
     if lease.expiry >= NEVER:
         expires_in = math.inf
     else:
@@ -237,18 +260,9 @@ def validate_lease(lease, ranges_check, now):
     if lease.state not in STATES:
         raise _bad(lease, "unknown state %r (known: %s)"
                    % (lease.state, ", ".join(STATES)))
-    for field, kind, limit in (("hwaddr", bytes, MAX_HWADDR),
-                               ("client_id", bytes, MAX_CLIENT_ID),
-                               ("hostname", str, MAX_HOSTNAME),
-                               ("owner", str, MAX_OWNER)):
-        value = getattr(lease, field)
-        if not isinstance(value, kind):
-            raise _bad(lease, "%s is %s, not %s" % (field, type(value).__name__,
-                                                     kind.__name__))
-        size = len(value.encode("utf-8")) if kind is str else len(value)
-        if size > limit:
-            raise _bad(lease, "%s is %d bytes long, more than %d"
-                       % (field, size, limit))
+    problem = fields_problem(lease)
+    if problem is not None:
+        raise _bad(lease, problem)
     start, expiry = lease.start, lease.expiry
     if not _is_number(start) or not math.isfinite(start) or start < 0:
         raise _bad(lease, "start %r is not a time" % (start,))

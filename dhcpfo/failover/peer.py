@@ -59,6 +59,7 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
         self._stall = None          # fires if the exchange stops moving
         self._chunks_sent = 0
         self._chunks_received = 0
+        self.unsendable = 0         # records refused before the wire
 
     # -- authentication and hello -------------------------------------------
 
@@ -190,7 +191,7 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
         seq = 0
         try:
             now = host.clock.seconds()
-            for chunk in C.chunk_leases(C.encode_lease(l, now) for l in leases):
+            for chunk in C.chunk_leases(self._sendable(leases, now)):
                 yield self.callRemote(C.DatabaseChunk, leases=chunk, seq=seq,
                                       last=False, hlc=host.stamp(), now=now)
                 seq += 1
@@ -208,6 +209,24 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
                        peer=self.name)
         self._progress()
         self._maybeSynced()
+
+    def _sendable(self, leases, now):
+        """Encoded ``leases``, skipping (and logging once per exchange) any
+        that cannot cross the wire: one such record must not fail the whole
+        exchange, again at every reconnect."""
+        skipped, first = 0, None
+        for lease in leases:
+            problem = C.wire_problem(lease)
+            if problem is not None:
+                skipped += 1
+                first = first or "%s: %s" % (lease.ip, problem)
+                continue
+            yield C.encode_lease(lease, now)
+        if skipped:
+            self.unsendable += skipped
+            self._log.warn("database exchange with {peer}: skipped {count} "
+                           "records that cannot cross the wire (first: {first})",
+                           peer=self.name, count=skipped, first=first)
 
     def _maybeSynced(self):
         if self._sent_all and self._received_all:
@@ -255,7 +274,16 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
     def sendLeases(self, leases):
         """Replicate ``leases`` (group-committed: one LeaseBatch flush in
         flight, the next carries everything queued meanwhile); fires once
-        the peer stored them, fails with the flush that carried them."""
+        the peer stored them, fails with the flush that carried them.
+
+        A lease that cannot cross the wire fails its write at once with
+        L{C.InvalidLease}, before any flush: it is never acknowledged."""
+        for lease in leases:
+            problem = C.wire_problem(lease)
+            if problem is not None:
+                self.unsendable += 1
+                return defer.fail(C.InvalidLease("lease for %s: %s"
+                                                 % (lease.ip, problem)))
         return self._replication.submit(leases)
 
     def pending(self):

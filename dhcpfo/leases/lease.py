@@ -9,6 +9,34 @@ DECLINED = "declined"  # a client saw it in use; quarantined until ``expiry``
 BACKUP = "backup"      # free, and reserved for ``owner`` (a failover secondary)
 STATES = (ACTIVE, RELEASED, EXPIRED, DECLINED, BACKUP)
 
+# The largest field a lease may carry: what the failover wire encodes
+# (dhcpfo.failover.commands) and what a peer's record is validated against,
+# one definition so the two never disagree.  A lease past them is refused
+# before it is ever acknowledged (see fields_problem); the DHCP edge should
+# not accept a client past them in the first place.
+MAX_HWADDR = 16          # chaddr is 16 bytes
+MAX_CLIENT_ID = 1024     # option 61, RFC 3396 concatenation included
+MAX_HOSTNAME = 255       # option 12 / 81 payload, UTF-8 bytes
+MAX_OWNER = 253          # a DNS name (--failover-name)
+_LIMITS = (("hwaddr", bytes, MAX_HWADDR), ("client_id", bytes, MAX_CLIENT_ID),
+           ("hostname", str, MAX_HOSTNAME), ("owner", str, MAX_OWNER))
+
+
+def fields_problem(lease):
+    """A sentence saying which field of ``lease`` is of the wrong type or
+    longer than its bound, or None when every field fits."""
+    for field, kind, limit in _LIMITS:
+        value = getattr(lease, field)
+        if not isinstance(value, kind):
+            return "%s is %s, not %s" % (field, type(value).__name__, kind.__name__)
+        try:
+            size = len(value.encode("utf-8")) if kind is str else len(value)
+        except UnicodeError:
+            return "%s is not valid text" % (field,)
+        if size > limit:
+            return "%s is %d bytes long, more than %d" % (field, size, limit)
+    return None
+
 
 def client_key(client_id, hwaddr):
     """How a client is known: option 61 if it sent one, else its hardware address.
