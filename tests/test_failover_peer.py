@@ -22,7 +22,7 @@ from dhcpfo.failover.coordinator import (PRIMARY, SECONDARY, Coordinator,
 from dhcpfo.failover.peer import PeerFactory
 from dhcpfo.failover.policy import FailoverPolicy
 from dhcpfo.failover.state import ACTIVE, PASSIVE
-from dhcpfo.leases.hlc import HybridLogicalClock
+from dhcpfo.leases.hlc import HybridLogicalClock, stamp_seconds
 from dhcpfo.leases.lease import ACTIVE as BOUND, Lease
 from dhcpfo.leases.table import LeaseTable
 from dhcpfo.stores.memory import MemoryLeaseStore
@@ -508,4 +508,34 @@ class ReplicationTests(PeerHarness, SynchronousTestCase):
         self.failureResultOf(d_bad)
         self.successResultOf(d_after)
         self.assertIn("192.0.2.121", self.b.store.leases)
+        self.finish()
+
+
+class ClockBoundTests(PeerHarness, SynchronousTestCase):
+    """Issue 10 item 2: a peer's HLC value is bounded like lease versions."""
+
+    def test_a_peer_two_days_fast_does_not_move_our_stamps(self):
+        a = self.node("dhcp-a", PRIMARY, peers=["dhcp-b"])
+        self.node("dhcp-b", peers=["dhcp-a"], wall=Wall(self.clock, 2 * 86400.0))
+        with capturedLogs() as events:
+            self.dial("dhcp-b", "dhcp-a")
+            self.advance(10)
+        self.assertLess(stamp_seconds(a.stamp()), self.clock.seconds() + 1)
+        self.assertGreater(a.refused_stamps, 5)
+        lines = [m for m in messages(events) if "clock value" in m]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("dhcp-b", lines[0])
+        self.finish()
+
+    def test_an_absurd_stamp_is_refused(self):
+        a = self.node("dhcp-a", PRIMARY, peers=["dhcp-b"])
+        self.node("dhcp-b", peers=["dhcp-a"])
+        conn = self.dial("dhcp-b", "dhcp-a")
+        self.advance(1)
+        d = conn.dialler.callRemote(commands.Heartbeat, state="passive", hlc=2 ** 70)
+        self.advance(0.2)
+        self.successResultOf(d)
+        self.assertLess(a.stamp(), commands.MAX_VERSION)
+        self.assertLess(stamp_seconds(a.stamp()), self.clock.seconds() + 1)
+        self.assertEqual(a.status()["refused_clock_values"], 1)
         self.finish()

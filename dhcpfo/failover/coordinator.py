@@ -33,9 +33,19 @@ from dhcpfo.failover.partnerdown import PartnerDown
 from dhcpfo.failover.replicated import ReplicatedStore
 from dhcpfo.failover.seam import IPeerHost
 from dhcpfo.failover.state import ACTIVE, RoleMachine
+from dhcpfo.leases.hlc import MAX_STAMP, stamp_seconds
 
 __all__ = ["PRIMARY", "SECONDARY", "FailoverSettings", "Coordinator",
            "ReplicatedStore"]
+
+
+STAMP_LOG_EVERY = 60.0  # seconds between two log lines about one peer's clock
+
+
+def _describe_stamp(stamp, now):
+    if isinstance(stamp, int) and 0 <= stamp <= MAX_STAMP:
+        return "%.0fs ahead" % (stamp_seconds(stamp) - now)
+    return "%r is not a stamp" % (stamp,)
 
 
 @attr.s(frozen=True)
@@ -86,6 +96,8 @@ class Coordinator:
             self._roles[settings.master] = PRIMARY
         self.conflicts = []
         self.invalid_records = 0
+        self.refused_stamps = 0     # peers' clock values past the HLC bound
+        self._stamp_logged = {}     # peer -> when we last logged one
         self.last_heard = {}        # name -> seconds
         self.machine = RoleMachine(self._changed)
         self._grace = None
@@ -138,8 +150,22 @@ class Coordinator:
     def stamp(self):
         return self.hlc.now()
 
-    def observe(self, stamp):
-        self.hlc.observe(stamp)
+    def observe(self, stamp, peer=None):
+        """A peer's clock value: folded in only within the HLC's bound;
+        refused ones are counted and logged once per peer per interval."""
+        if self.hlc.observe(stamp):
+            return
+        self.refused_stamps += 1
+        now = self.clock.seconds()
+        if now - self._stamp_logged.get(peer, -STAMP_LOG_EVERY) < STAMP_LOG_EVERY:
+            return
+        self._stamp_logged[peer] = now
+        self._log.warn(
+            "ignored a clock value from failover peer {peer}: {ahead} (more than "
+            "{bound:.0f}s ahead of our clock, or not a stamp); check its clock. "
+            "{count} refused so far; next report in {every:.0f}s at most",
+            peer=peer, ahead=_describe_stamp(stamp, now), bound=self.hlc.max_ahead,
+            count=self.refused_stamps, every=STAMP_LOG_EVERY)
 
     def snapshot(self):
         return list(self.table)
@@ -381,4 +407,5 @@ class Coordinator:
                 "serving_dhcp": self.policy.serving,
                 "restricted": self.policy.restricted, "peers": peers,
                 "conflicts": [c.as_json() for c in self.conflicts[-100:]],
-                "conflict_count": len(self.conflicts)}
+                "conflict_count": len(self.conflicts),
+                "refused_clock_values": self.refused_stamps}

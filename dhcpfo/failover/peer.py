@@ -105,7 +105,7 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
                 or "pool digests differ, and the peer did not say how")
         if role not in C.ROLES:
             raise C.NotAllowed("unknown role %r" % role)
-        host.observe(hlc)
+        host.observe(hlc, name)
         if not self._register(name, role, priority):
             raise C.Duplicate("%s keeps another connection with %s"
                               % (me.name, name))
@@ -121,7 +121,7 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
                            proved=self._proved)
             self.transport.abortConnection()
             return
-        self.host.observe(answer["hlc"])
+        self.host.observe(answer["hlc"], answer["name"])
         self.peer_state = answer["state"]
         self.factory.refused = False
         if not self._register(answer["name"], answer["role"], answer["priority"]):
@@ -256,7 +256,7 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
     @C.DatabaseChunk.responder
     def databaseChunk(self, leases, seq, last, hlc, now):
         self._mustBeRegistered()
-        self.host.observe(hlc)
+        self.host.observe(hlc, self.name)
         records = self._incoming(leases, strict=False)
         d = self.host.received(records, self)
 
@@ -301,7 +301,7 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
     @C.LeaseBatch.responder
     def leaseBatch(self, leases, hlc, now):
         self._mustBeRegistered()
-        self.host.observe(hlc)
+        self.host.observe(hlc, self.name)
         records = self._incoming(leases, strict=True)
         d = self.host.received(records, self)
         return d.addCallback(lambda _: {"acked": len(records)})
@@ -321,13 +321,15 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
 
     def _beatAnswered(self, answer):
         self.host.heard(self.name)
+        if answer.get("hlc") is not None:
+            self.host.observe(answer["hlc"], self.name)
         self.peer_state = answer["state"]
 
     @C.Heartbeat.responder
     def heartbeat(self, state, hlc):
         self._mustBeRegistered()
         self.peer_state = state
-        self.host.observe(hlc)
+        self.host.observe(hlc, self.name)
         return {"state": self.host.state, "hlc": self.host.stamp()}
 
     def announce(self, state, priority):
@@ -339,7 +341,7 @@ class PeerProtocol(PeerAuthenticationMixin, amp.AMP):
     @C.StateAnnounce.responder
     def stateAnnounce(self, state, priority, hlc):
         self._mustBeRegistered()
-        self.host.observe(hlc)
+        self.host.observe(hlc, self.name)
         self.peer_state, self.priority = state, priority
         self.host.peerChanged(self)
         return {}

@@ -49,8 +49,10 @@ class IPeerHost(Interface):
     def stamp():
         """A new hybrid-logical-clock value to send."""
 
-    def observe(stamp):
-        """A peer's clock value arrived: keep ours ahead of it."""
+    def observe(stamp, peer=None):
+        """A clock value from ``peer`` arrived: keep ours ahead of it, unless
+        it is further ahead of our clock than the HLC's bound (refused,
+        counted, logged at most once per peer per interval)."""
 
     def snapshot():
         """The leases to send in a database exchange."""
