@@ -338,3 +338,47 @@ class RebalanceTests(SynchronousTestCase):
         self.assertEqual(len([l for l in server.table if l.state == BACKUP]), 5)
         clock.advance(31)  # offers expire
         self.assertIsNotNone(server.handle(request(P.DISCOVER, MAC3), iface))
+
+
+class StrangerOwnerTests(SynchronousTestCase):
+    """Issue 10 item 3: a lease owned by a name that is not a configured peer
+    (written under the server's old name before failover was turned on)
+    makes no phantom peer: it cannot restrict us nor be declared down."""
+
+    def test_a_lease_under_an_old_name_makes_no_phantom_peer(self):
+        coord, server, iface, clock, _ = coordinator(
+            PRIMARY, peers=("s",), mclt=3600.0,
+            ranges=[("dhcp-range", "192.0.2.10,192.0.2.12,12h")])
+        now = clock.seconds()
+        server.table.put(Lease("192.0.2.10", b"\x09" * 6, b"", "old", BOUND,
+                               now - 60, now + 43000, "old-name",
+                               server.hlc.now()))
+        server.table.put(Lease("192.0.2.11", b"", b"", "", BACKUP, now - 60, now,
+                               "old-name", server.hlc.now()))
+        coord.start()
+        sec = FakeLink("s", SECONDARY)
+        coord.linkUp(sec)
+        coord.linkSynced(sec)
+        sec.ackAll()
+        self.assertFalse(server.policy.restricted)
+        self.assertEqual([p["name"] for p in coord.status()["peers"]], ["s"])
+        self.assertRaises(ValueError, coord.declarePartnerDown, "old-name", "test")
+        # The old binding is still held; the old name's reserve is the
+        # primary's free pool; a 12 h range gives 12 h, not MCLT.
+        reply = server.handle(request(P.DISCOVER, MAC3), iface)
+        offer = P.parse(reply.data)
+        self.assertEqual(offer.yiaddr, ip("192.0.2.11"))
+        self.assertEqual(offer.options[P.LEASE_TIME], (43200).to_bytes(4, "big"))
+
+    def test_a_secondary_leaves_a_strangers_reserve_alone(self):
+        coord, server, iface, clock, _ = coordinator(
+            SECONDARY, peers=("p",), master="p",
+            ranges=[("dhcp-range", "192.0.2.10,192.0.2.10,12h")])
+        now = clock.seconds()
+        server.table.put(Lease("192.0.2.10", b"", b"", "", BACKUP, now - 60, now,
+                               "old-name", server.hlc.now()))
+        coord.start()
+        clock.advance(10)
+        self.assertEqual(coord.state, ACTIVE)
+        self.assertIsNone(server.handle(request(P.DISCOVER, MAC3), iface))
+        self.assertEqual([p["name"] for p in coord.status()["peers"]], ["p"])

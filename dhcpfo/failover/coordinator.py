@@ -87,7 +87,8 @@ class Coordinator:
         self.me = Member(settings.name, settings.role, settings.priority)
         self.links = {}             # peer name -> link (hello done, kept)
         self.synced = set()         # names whose exchange is complete
-        self.known = set(settings.peers)  # configured, seen, or in the leases
+        self.known = set(settings.peers)  # configured (or connected) peers
+        self.strangers = set()      # lease owners that are neither
         self._down = PartnerDown(clock, settings.mclt, settings.partner_down_after,
                                  connected=lambda name: name in self.links,
                                  changed=self._apply)
@@ -135,11 +136,21 @@ class Coordinator:
         self.evaluate("start-up wait of %.0fs over" % self.settings.dead_after)
 
     def _noticeOwner(self, lease, old):
+        """A lease owned by a name that is neither us nor a configured peer
+        (e.g. written under this server's old name before failover) makes no
+        peer: only configured peers can connect, so such a "peer" would never
+        sync and would restrict us for good.  It is a plain binding, and a
+        reserve under that name is the primary's free pool (docs/failover.md,
+        "Leases owned by an unknown name").  Logged once per name."""
         owner = lease.owner
-        if owner and owner != self.settings.name and owner not in self.known:
-            self.known.add(owner)
-            self._apply()
-            self._down.schedule(owner)
+        if (owner and owner != self.settings.name and owner not in self.known
+                and owner not in self.strangers):
+            self.strangers.add(owner)
+            self._log.warn(
+                "leases owned by {owner}, which is not a configured failover peer "
+                "(peers: {peers}): kept as plain bindings; its reserved addresses "
+                "belong to the primary", owner=owner,
+                peers=", ".join(sorted(self.settings.peers)) or "none")
 
     # -- what a peer connection asks (IPeerHost) ------------------------------
 
@@ -272,6 +283,7 @@ class Coordinator:
             link.announce(state or self.state, self.settings.priority)
 
     def _apply(self):
+        self.policy.peers = frozenset(self.known)
         self.policy.update(
             serving=self.machine.state == ACTIVE,
             primary=self.settings.role == PRIMARY or any(

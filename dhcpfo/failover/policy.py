@@ -24,6 +24,7 @@ class FailoverPolicy:
         self.primary = primary      # free addresses nobody reserved are ours
         self.restricted = True      # a peer we know of is not synced
         self.adopted = frozenset()  # partner-down peers whose reserves are ours
+        self.peers = None           # configured peers (None: any owner is one)
         self._acked = {}            # ip str -> expiry every known peer acked
 
     # -- written by the coordinator ------------------------------------------
@@ -47,7 +48,12 @@ class FailoverPolicy:
         return self.primary
 
     def may_allocate_reserve(self, owner):
-        return owner == self.name or owner in self.adopted
+        if owner == self.name or owner in self.adopted:
+            return True
+        # A reserve under a name that is no configured peer (a stranger, who
+        # can never connect) is the primary's free pool.
+        return (self.primary and self.peers is not None
+                and owner not in self.peers)
 
     def may_reuse(self, lease, now):
         if not self.primary:
