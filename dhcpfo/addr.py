@@ -58,22 +58,22 @@ def ip_str(value):
 
 def int_from_str(text):
     """Dotted quad -> int; ``OSError``/``ValueError`` for anything else."""
-    return _U32.unpack(socket.inet_aton(_strict(text)))[0]
+    return _U32.unpack(bytes_from_str(text))[0]
 
 
 def bytes_from_str(text):
-    """Dotted quad -> 4 packed bytes."""
-    return socket.inet_aton(_strict(text))
+    """Dotted quad -> 4 packed bytes.
+
+    Only the canonical form: ``inet_aton`` alone also takes ``1``, ``1.2``,
+    ``0x7f.0.0.1`` and reads ``010`` as octal, so the result must print back
+    as the same text.
+    """
+    packed = socket.inet_aton(text)
+    if socket.inet_ntoa(packed) != text:
+        raise ValueError("%r is not a dotted-quad IPv4 address" % (text,))
+    return packed
 
 
 def str_from_bytes(packed):
     """4 packed bytes -> dotted quad."""
     return socket.inet_ntoa(packed)
-
-
-def _strict(text):
-    # inet_aton accepts "1", "1.2" and "0x7f.1": a lease or config value
-    # must be a plain dotted quad.
-    if text.count(".") != 3:
-        raise ValueError("%r is not a dotted-quad IPv4 address" % (text,))
-    return text

@@ -21,6 +21,7 @@ from dhcpfo.dhcp import netif
 from dhcpfo.dhcp.pool import InterfaceInfo, build_subnets
 from dhcpfo.dhcp.protocol import DHCPProtocol
 from dhcpfo.dhcp.server import DHCPServer
+from dhcpfo.leases.hlc import HybridLogicalClock
 from dhcpfo.leases.table import LeaseTable
 from dhcpfo.stores import registry
 
@@ -111,8 +112,10 @@ class DHCPService(service.Service):
     def startService(self):
         super().startService()
         policy = self.failover.policy if self.failover is not None else None
+        # One clock for lease versions, shared by the DHCP engine and failover.
+        self.hlc = HybridLogicalClock(self.reactor)
         self.server = DHCPServer(self.config, self.subnets, self.table, self.reactor,
-                                 policy=policy)
+                                 hlc=self.hlc, policy=policy)
         if not self.store.durable:
             self._log.warn("lease store {store} is volatile: leases will not survive "
                            "a restart", store=self.config.lease_store)
@@ -123,10 +126,11 @@ class DHCPService(service.Service):
     def _loaded(self, leases):
         self.table.load(leases)
         for lease in leases:
-            self.server.hlc.observe(lease.version)
+            self.hlc.observe(lease.version)
         store = self.store
         if self.failover is not None:
-            store = self.failover.attach(self.server, self.table, self.store)
+            store = self.failover.attach(self.server, self.table, self.store,
+                                         hlc=self.hlc)
         for iface in self.interfaces:
             sock = netif.dhcp_socket(iface.name, self.port)
             try:
