@@ -95,7 +95,7 @@ class LDAPConformance(SlapdMixin, StoreConformanceMixin, TestCase):
     dbnosync and ~50 s with fsync on a quiet disk -- and over 30 minutes
     while other jobs were writing to the same disk.  So the suite runs
     without fsync and with the full 100,000; EndToEndTests and the benchmark
-    (bench/store_bench.py) use a durable slapd.
+    (python -m bench.store_bench) use a durable slapd.
     """
 
     sync = False
