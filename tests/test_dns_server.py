@@ -5,11 +5,14 @@ import ipaddress
 import struct
 
 from hypothesis import given, settings, strategies as st
-from twisted.internet import defer, task
+from twisted.internet import defer, reactor, task
+from twisted.internet import protocol as protocol_
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.task import deferLater
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.names import dns
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests import hypothesis_profile  # noqa: F401  (loads the profile)
 from dhcpfo.dns import records, server
@@ -407,12 +410,12 @@ class TCPTests(ServerCase):
         proto.connectionLost(None)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_tcp_stranger_refused(self):
-        proto, transport = self.connect("203.0.113.9")
-        data = query("h1.lab.test")
-        proto.dataReceived(struct.pack("!H", len(data)) + data)
-        self.assertEqual(self.replies(transport)[0].rCode, dns.EREFUSED)
-        proto.connectionLost(None)
+    def test_tcp_stranger_closed_at_accept(self):
+        # no protocol: the connection is closed unanswered, and counted
+        self.assertIsNone(self.factory.buildProtocol(
+            IPv4Address("TCP", "203.0.113.9", 40000)))
+        self.assertEqual(self.factory.stats["tcp_rejected"], 1)
+        self.assertEqual(self.factory.stats["tcp_connections"], 0)
 
     def test_idle_connection_closed(self):
         proto, transport = self.connect()
@@ -428,3 +431,65 @@ class TCPTests(ServerCase):
         self.assertIsNone(self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.5", 1)))
         for proto, _ in conns:
             proto.connectionLost(None)
+
+
+class _Closed(protocol_.Protocol):
+    """A TCP client that records whether the server closed it, and what it got."""
+
+    def __init__(self):
+        self.lost = defer.Deferred()
+        self.received = b""
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.lost.callback(self.received)
+
+
+class TCPLoopbackTests(TestCase):
+    """Real TCP connections on loopback: strangers are closed at accept, so
+    they never hold a slot (issue 10 item 10).  127.0.0.1 plays the stranger
+    and 127.0.0.2 the client (the access list is a callable)."""
+
+    def setUp(self):
+        self.clock = task.Clock()      # no idle timeout fires on its own
+        authority = LeaseAuthority(self.clock, domain="lab.test", networks=[NET])
+        authority.lease_changed(
+            Lease("192.0.2.10", b"\x01" * 6, b"", "h1", ACTIVE, 0, 3600, "s", 1), None)
+        self.factory = server.DNSServerFactory(
+            authority, None, lambda host: host == "127.0.0.2", self.clock)
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.address = self.port.getHost().port
+
+    def dial(self, source):
+        client = _Closed()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.address,
+                                      bindAddress=(source, 0))
+        return endpoint.connect(protocol_.Factory.forProtocol(lambda: client))
+
+    @defer.inlineCallbacks
+    def test_strangers_closed_at_once_and_never_hold_a_slot(self):
+        strangers = []
+        for _ in range(server.TCP_MAX_CONNECTIONS + 20):
+            strangers.append((yield self.dial("127.0.0.1")))
+        # every stranger's connection is closed by the server, unanswered
+        got = yield defer.gatherResults([p.lost for p in strangers]).addTimeout(
+            10, reactor)
+        self.assertEqual(got, [b""] * len(strangers))
+        self.assertEqual(self.factory.stats["tcp_rejected"], len(strangers))
+        self.assertEqual(self.factory.connections, [])
+        # and a client is answered
+        client = yield self.dial("127.0.0.2")
+        data = query(b"h1.lab.test")
+        client.transport.write(struct.pack("!H", len(data)) + data)
+        for _ in range(100):
+            if len(client.received) >= 2 + struct.unpack("!H", client.received[:2])[0] \
+                    if len(client.received) >= 2 else False:
+                break
+            yield deferLater(reactor, 0.02, lambda: None)
+        answer = decode(client.received[2:])
+        self.assertEqual(answer.answers[0].payload.dottedQuad(), "192.0.2.10")
+        client.transport.loseConnection()
+        yield client.lost

@@ -109,7 +109,12 @@ class DNSServerFactory(server.DNSServerFactory):
             self.stats.setdefault(key, 0)
 
     def buildProtocol(self, addr):
-        if len(self.connections) >= TCP_MAX_CONNECTIONS:
+        # A stranger is closed at accept (returning None closes the socket):
+        # REFUSED over a connection it may keep open would let it hold every
+        # slot.  The bound then only counts clients we answer.
+        host = getattr(addr, "host", None)
+        if host is None or not self.acl(host) \
+                or len(self.connections) >= TCP_MAX_CONNECTIONS:
             self.stats["tcp_rejected"] += 1
             return None
         self.stats["tcp_connections"] += 1
