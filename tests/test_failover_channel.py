@@ -555,10 +555,11 @@ class ChunkTests(ChannelMixin, SynchronousTestCase):
     def test_longest_fields_cross_the_wire(self):
         """Every field at its bound (a 1024-byte client id: several option-61
         parts, RFC 3396) encodes and decodes to the same lease."""
-        lease = a_lease(100, hwaddr=b"\x01" * commands.MAX_HWADDR,
-                        client_id=b"\x02" * commands.MAX_CLIENT_ID,
-                        hostname="é" * (commands.MAX_HOSTNAME // 2),
-                        owner="o" * commands.MAX_OWNER)
+        from dhcpfo.leases import lease as L
+        lease = a_lease(100, hwaddr=b"\x01" * L.MAX_HWADDR,
+                        client_id=b"\x02" * L.MAX_CLIENT_ID,
+                        hostname="é" * (L.MAX_HOSTNAME // 2),
+                        owner="o" * L.MAX_OWNER)
         arg = commands.LeaseRecords()
         wire = arg.toString([encode_lease(lease, T0)])
         [back] = arg.fromString(wire)

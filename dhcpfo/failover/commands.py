@@ -30,9 +30,8 @@ from twisted.protocols import amp
 
 from dhcpfo.addr import NEVER, bytes_from_str, str_from_bytes
 from dhcpfo.leases.hlc import stamp_seconds
-from dhcpfo.leases.lease import (  # noqa: F401 (bounds re-exported)
-    MAX_CLIENT_ID, MAX_HOSTNAME, MAX_HWADDR, MAX_OWNER, STATES, Lease,
-    fields_problem)
+from dhcpfo.leases.lease import (MAX_CLIENT_ID, MAX_HWADDR, STATES, Lease,
+                                 fields_problem)
 
 PROTOCOL_VERSION = 3
 # 2: Hello's answer and StateAnnounce carry the priority (the election needs
@@ -48,7 +47,7 @@ MAX_START_AHEAD = 300.0                # a lease may not start in the future
 MAX_STAMP_AHEAD = 86400.0              # version stamps: peer clock at most 1 day fast
 MAX_VERSION = (1 << 63) - 1
 # Field bounds (MAX_HWADDR, MAX_CLIENT_ID, MAX_HOSTNAME, MAX_OWNER): one
-# definition, in dhcpfo.leases.lease, imported here for the wire's users.
+# definition, in dhcpfo.leases.lease, for the encoder and validate_lease.
 
 ROLES = ("primary", "secondary")
 

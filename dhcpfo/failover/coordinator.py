@@ -27,25 +27,16 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from dhcpfo.failover import commands, reserve
+from dhcpfo.failover.clockguard import ClockGuard
 from dhcpfo.failover.election import PRIMARY, SECONDARY, Connection, Member, elect
 from dhcpfo.failover.merge import merge
 from dhcpfo.failover.partnerdown import PartnerDown
 from dhcpfo.failover.replicated import ReplicatedStore
 from dhcpfo.failover.seam import IPeerHost
 from dhcpfo.failover.state import ACTIVE, RoleMachine
-from dhcpfo.leases.hlc import MAX_STAMP, stamp_seconds
 
 __all__ = ["PRIMARY", "SECONDARY", "FailoverSettings", "Coordinator",
            "ReplicatedStore"]
-
-
-STAMP_LOG_EVERY = 60.0  # seconds between two log lines about one peer's clock
-
-
-def _describe_stamp(stamp, now):
-    if isinstance(stamp, int) and 0 <= stamp <= MAX_STAMP:
-        return "%.0fs ahead" % (stamp_seconds(stamp) - now)
-    return "%r is not a stamp" % (stamp,)
 
 
 @attr.s(frozen=True)
@@ -97,8 +88,7 @@ class Coordinator:
             self._roles[settings.master] = PRIMARY
         self.conflicts = []
         self.invalid_records = 0
-        self.refused_stamps = 0     # peers' clock values past the HLC bound
-        self._stamp_logged = {}     # peer -> when we last logged one
+        self._clockguard = ClockGuard(hlc, clock)
         self.last_heard = {}        # name -> seconds
         self.machine = RoleMachine(self._changed)
         self._grace = None
@@ -162,21 +152,12 @@ class Coordinator:
         return self.hlc.now()
 
     def observe(self, stamp, peer=None):
-        """A peer's clock value: folded in only within the HLC's bound;
-        refused ones are counted and logged once per peer per interval."""
-        if self.hlc.observe(stamp):
-            return
-        self.refused_stamps += 1
-        now = self.clock.seconds()
-        if now - self._stamp_logged.get(peer, -STAMP_LOG_EVERY) < STAMP_LOG_EVERY:
-            return
-        self._stamp_logged[peer] = now
-        self._log.warn(
-            "ignored a clock value from failover peer {peer}: {ahead} (more than "
-            "{bound:.0f}s ahead of our clock, or not a stamp); check its clock. "
-            "{count} refused so far; next report in {every:.0f}s at most",
-            peer=peer, ahead=_describe_stamp(stamp, now), bound=self.hlc.max_ahead,
-            count=self.refused_stamps, every=STAMP_LOG_EVERY)
+        self._clockguard.observe(stamp, peer)
+
+    @property
+    def refused_stamps(self):
+        """Peers' clock values past the HLC's bound (:mod:`.clockguard`)."""
+        return self._clockguard.refused
 
     def snapshot(self):
         return list(self.table)
