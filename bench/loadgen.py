@@ -3,7 +3,8 @@
 Many simulated clients on one host, acting as a relay (``giaddr`` = this
 host's address, replies come back to UDP port 67 here) and sending each
 request to every server, as a relay with two servers does.  Each client does
-DISCOVER/OFFER/REQUEST/ACK once, then renews (REQUEST with ``ciaddr``); a NAK
+DISCOVER/OFFER/REQUEST/ACK once, then renews (REQUEST with ``ciaddr``), or,
+for a ``--churn`` share of its turns, RELEASEs and starts over; a NAK
 sends it back to DISCOVER; after a silence of ``--timeout`` seconds it tries
 again (a renewal while its lease lasts).  Every ACK is
 recorded (address, client MAC, absolute expiry by this host's clock, the
@@ -52,21 +53,23 @@ class LoadGenerator:
     second in total; see the module docstring."""
 
     def __init__(self, giaddr, servers, clients=200, rate=300.0, timeout=1.0,
-                 seed=1, clock=time.time):
+                 seed=1, churn=0.0, clock=time.time):
         self.giaddr = bytes_from_str(giaddr)
         self.servers = list(servers)
         self.rate = rate
         self.timeout = timeout
         self.clock = clock
-        rnd = random.Random(seed)
+        self.churn = churn      # share of exchanges that release and rejoin
+        self._rnd = rnd = random.Random(seed)
         prefix = bytes((0x02, rnd.randrange(256)))
         self.clients = [_Client(prefix + i.to_bytes(4, "big"))
                         for i in range(clients)]
         self._by_xid = {}
         self._xids = rnd.randrange(1 << 24) << 8
         self.acks = []          # every ACK: dict(t, ip, mac, expiry, server)
+        self.releases = []      # every RELEASE sent: dict(t, ip, mac)
         self.counts = {"discover": 0, "request": 0, "renew": 0, "offer": 0,
-                       "ack": 0, "nak": 0, "timeout": 0}
+                       "ack": 0, "nak": 0, "timeout": 0, "release": 0}
         self.sock = None
 
     def open(self):
@@ -101,6 +104,16 @@ class LoadGenerator:
                 pass  # e.g. no route for a moment: a timeout retries
 
     def _start(self, c):
+        if (c.ip is not None and self.churn
+                and self._rnd.random() < self.churn):
+            # Give the lease back and start over, as a client that leaves
+            # and comes back does: DISCOVER/REQUEST under load, not renewals only.
+            self.counts["release"] += 1
+            self.releases.append({"t": self.clock(), "ip": str_from_bytes(c.ip),
+                                  "mac": c.mac.hex(":")})
+            options = {P.SERVER_ID: c.server_id} if c.server_id else {}
+            self._send(c, P.RELEASE, options, ciaddr=c.ip)
+            c.ip = c.expiry = None
         if c.ip is not None and c.expiry is not None and c.expiry > self.clock():
             c.state = "renewing"
             self.counts["renew"] += 1
@@ -194,12 +207,20 @@ class LoadGenerator:
         return self.result(self.clock() - start)
 
     def result(self, elapsed):
+        """``last``: each client's newest ACK, unless it released that lease
+        afterwards (then the client holds nothing it was told)."""
+        events = sorted([(a["t"], 1, a) for a in self.acks]
+                        + [(r["t"], 0, r) for r in self.releases],
+                        key=lambda e: (e[0], e[1]))
         last = {}
-        for ack in self.acks:
-            last[ack["mac"]] = ack
+        for _, is_ack, event in events:
+            if is_ack:
+                last[event["mac"]] = event
+            else:
+                last.pop(event["mac"], None)
         return {"elapsed": elapsed, "counts": dict(self.counts),
                 "acks_per_second": len(self.acks) / elapsed if elapsed else 0.0,
-                "acks": self.acks, "last": last}
+                "acks": self.acks, "releases": self.releases, "last": last}
 
 
 def main(argv=None):
@@ -213,10 +234,13 @@ def main(argv=None):
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--timeout", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--churn", type=float, default=0.0,
+                    help="share of exchanges that RELEASE and DISCOVER again")
     ap.add_argument("--out", required=True, help="JSON file written at the end")
     args = ap.parse_args(argv)
     gen = LoadGenerator(args.giaddr, args.server, clients=args.clients,
-                        rate=args.rate, timeout=args.timeout, seed=args.seed)
+                        rate=args.rate, timeout=args.timeout, seed=args.seed,
+                        churn=args.churn)
     gen.open()
     try:
         result = gen.run(args.duration)
