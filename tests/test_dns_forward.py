@@ -2,13 +2,14 @@
 the UDP exchange against a responder on loopback."""
 
 import errno
+import os
 import socket
 
 from twisted.internet import defer, protocol, reactor, task
 from twisted.names import dns, error
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from dhcpfo.dns import forward
+from dhcpfo.dns import forward, upstream
 from dhcpfo.dns.cache import DNSCache
 from dhcpfo.dns.forward import Forwarder, UpstreamsDown
 
@@ -83,24 +84,33 @@ class ForwarderTests(SynchronousTestCase):
         self.clock.advance(forward.TIMEOUT)
         rcode, answers, _, _ = self.successResultOf(d)
         self.assertEqual(answers[0].payload.dottedQuad(), "203.0.113.8")
+        # the name or the server?  A health check asks it; meanwhile it is
+        # asked last
+        self.assertTrue(self.forwarder.upstreams[0].suspect)
+        self.assertIn((UP1, b""), self.up.calls)
+        self.successResultOf(self.resolve(b"b.example"))
+        self.assertEqual(self.up.calls[-1], (UP2, b"b.example"))
+        # the health check is not answered either: down
+        self.clock.advance(forward.TIMEOUT)
         self.assertFalse(self.forwarder.upstreams[0].up)
         # while it is down, the first upstream is not asked
-        self.successResultOf(self.resolve(b"b.example"))
-        self.assertEqual([c[0] for c in self.up.calls], [UP1, UP2, UP2])
+        self.successResultOf(self.resolve(b"c.example"))
+        self.assertEqual([c[0] for c in self.up.calls], [UP1, UP1, UP2, UP2, UP2])
         # after the back-off, one question probes it; it is back
         self.clock.advance(forward.RETRY_MIN)
         self.up.behaviour[UP1] = "answer"
-        self.successResultOf(self.resolve(b"c.example"))
-        self.assertEqual(self.up.calls[-1], (UP1, b"c.example"))
+        self.successResultOf(self.resolve(b"d.example"))
+        self.assertEqual(self.up.calls[-1], (UP1, b"d.example"))
         self.assertTrue(self.forwarder.upstreams[0].up)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_all_down_fails_fast_and_backs_off(self):
         self.up.behaviour[UP1] = self.up.behaviour[UP2] = "silent"
         d = self.resolve(b"a.example")
-        self.clock.advance(forward.TIMEOUT)
-        self.clock.advance(forward.TIMEOUT)
+        for _ in range(3):      # UP1, UP2 (and UP1's check), UP2's check
+            self.clock.advance(forward.TIMEOUT)
         self.failureResultOf(d, error.DNSServerError)
+        self.assertEqual([u.up for u in self.forwarder.upstreams], [False, False])
         calls = len(self.up.calls)
         # both known down: SERVFAIL at once, nobody asked
         self.failureResultOf(self.resolve(b"b.example"), UpstreamsDown)
@@ -120,11 +130,41 @@ class ForwarderTests(SynchronousTestCase):
         d = self.resolve(b"a.example")
         self.clock.advance(forward.TIMEOUT)
         self.failureResultOf(d)
+        self.clock.advance(forward.TIMEOUT)      # the health check
+        self.assertFalse(self.forwarder.upstreams[0].up)
         self.clock.advance(forward.RETRY_MIN)
         probe = self.resolve(b"b.example")
         self.failureResultOf(self.resolve(b"c.example"), UpstreamsDown)
         self.clock.advance(forward.TIMEOUT)
         self.failureResultOf(probe)
+
+    def test_one_slow_name_never_marks_down(self):
+        # a name that never resolves, asked again and again, in a quiet time
+        self.forwarder = Forwarder([UP1], self.clock, send=self.up)
+        held = lambda q: reply(q) if q.name.name != b"slow.example" else None  # noqa: E731
+
+        def send(address, query, timeout):
+            answer = held(query)
+            if answer is not None:
+                return defer.succeed(answer)
+            d = defer.Deferred()
+            self.clock.callLater(timeout, d.errback, error.DNSQueryTimeoutError(query))
+            return d
+        self.forwarder.send = send
+        self.successResultOf(self.resolve(b"fine.example"))
+        for _ in range(5):
+            d = self.resolve(b"slow.example")
+            self.clock.advance(forward.TIMEOUT)
+            self.failureResultOf(d, error.DNSServerError)
+            self.assertTrue(self.forwarder.upstreams[0].up)
+        self.assertEqual(self.forwarder.stats["upstream_slow"], 5)
+        # the server itself falls silent: its health check fails, down
+        held = lambda q: None    # noqa: E731
+        d = self.resolve(b"slow2.example")
+        self.clock.advance(forward.TIMEOUT)
+        self.failureResultOf(d, error.DNSServerError)
+        self.clock.advance(forward.TIMEOUT)      # its health check too
+        self.failureResultOf(self.resolve(b"other.example"), UpstreamsDown)
 
     def test_servfail_moves_on_without_marking_down(self):
         self.up.behaviour[UP1] = lambda q: reply(q, dns.ESERVER)
@@ -247,10 +287,14 @@ FORGED = "203.0.113.66"
 class UDPExchangeTests(TestCase):
     """The real UDP transport of the forwarder, on 127.0.0.1 (ephemeral ports)."""
 
+    def setUp(self):
+        self.sender = upstream.Sender(reactor)
+        self.addCleanup(self.sender.close)
+
     def exchange(self, responder, timeout=30):
         port = reactor.listenUDP(0, responder, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        return forward._UDPExchange(reactor, ("127.0.0.1", port.getHost().port),
+        return self.sender.exchange(("127.0.0.1", port.getHost().port),
                                     dns.Query(b"a.example"), timeout)
 
     @defer.inlineCallbacks
@@ -270,10 +314,105 @@ class UDPExchangeTests(TestCase):
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
         probe.close()
-        exchange = forward._UDPExchange(reactor, ("127.0.0.1", closed),
+        exchange = self.sender.exchange(("127.0.0.1", closed),
                                         dns.Query(b"a.example"), 30)
         # the ICMP error fails it (ECONNREFUSED), not the 30 s timer
         with self.assertRaises(OSError) as caught:
             yield exchange.deferred
         self.assertEqual(caught.exception.errno, errno.ECONNREFUSED)
         self.assertIsNone(exchange.timer)
+
+
+class Upstream(protocol.DatagramProtocol):
+    """An upstream server on loopback: answers at once, except the names in
+    ``slow`` (never) or everything when ``silent``."""
+
+    def __init__(self, silent=False, slow=()):
+        self.silent = silent
+        self.slow = set(slow)
+        self.asked = []         # the names asked, health checks left out
+
+    def datagramReceived(self, data, addr):
+        q = dns.Message()
+        q.fromStr(data)
+        question = q.queries[0]
+        if question.name.name:
+            self.asked.append(question.name.name)
+        if self.silent or question.name.name in self.slow:
+            return
+        m = reply(question, answers=[a_record(question.name.name)])
+        m.id = q.id
+        self.transport.write(m.toStr(), addr)
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+class ForwarderLoopbackTests(TestCase):
+    """The Forwarder with its real transport against upstream servers that
+    the test runs on 127.0.0.1 (issue 10 item 6)."""
+
+    def upstream(self, **kw):
+        server = Upstream(**kw)
+        port = reactor.listenUDP(0, server, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return server, ("127.0.0.1", port.getHost().port)
+
+    def forwarder(self, upstreams, **kw):
+        forwarder = Forwarder(upstreams, reactor, **kw)
+        self.addCleanup(forwarder.close)
+        return forwarder
+
+    @defer.inlineCallbacks
+    def test_silent_upstream_few_sockets_bounded_queries(self):
+        server, address = self.upstream(silent=True)
+        forwarder = self.forwarder([address], timeout=0.3)
+        before = open_fds()
+        outcomes = []
+        ds = []
+        for i in range(400):
+            d = forwarder.resolve(dns.Query(b"n%d.example" % i))
+            d.addBoth(lambda r: outcomes.append(r) or None)
+            ds.append(d)
+        # a few sockets, not one per question
+        self.assertLessEqual(open_fds() - before, 8)
+        # beyond dns-forward-max (150) refused at once
+        self.assertEqual(len(outcomes), 400 - forward.FORWARD_MAX)
+        for failure in outcomes:
+            self.assertTrue(failure.check(forward.Overloaded))
+        self.assertEqual(forwarder.stats["forward_max"], 400 - forward.FORWARD_MAX)
+        yield defer.gatherResults(ds)
+        self.assertEqual(len(server.asked), forward.FORWARD_MAX)
+        # once they are done (timed out), a question is forwarded again
+        forwarder.upstreams[0].down_until = 0
+        d = forwarder.resolve(dns.Query(b"again.example"))
+        d.addErrback(lambda f: f.trap(error.DNSQueryTimeoutError,
+                                      error.DNSServerError))
+        yield d
+        self.assertEqual(server.asked[-1], b"again.example")
+        self.assertEqual(len(server.asked), forward.FORWARD_MAX + 1)
+        self.assertLessEqual(forwarder._sender.sockets(), upstream.POOL_SIZE)
+        forwarder.close()
+        self.assertEqual(forwarder._sender.sockets(), 0)
+
+    @defer.inlineCallbacks
+    def test_one_slow_name_marks_no_upstream_down(self):
+        slow = b"slow.example"
+        first, address1 = self.upstream(slow=[slow])
+        second, address2 = self.upstream(slow=[slow])
+        forwarder = self.forwarder([address1, address2], timeout=0.3)
+        answers, failures, ds = [], [], []
+        for i in range(40):
+            if i % 6 == 0:
+                ds.append(forwarder.resolve(dns.Query(slow)).addErrback(
+                    lambda f: None))
+            d = forwarder.resolve(dns.Query(b"n%d.example" % i))
+            d.addCallbacks(answers.append, failures.append)
+            ds.append(d)
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        yield defer.gatherResults(ds)
+        self.assertEqual(failures, [])
+        self.assertEqual([rcode for rcode, _, _, _ in answers], [dns.OK] * 40)
+        self.assertEqual([u.up for u in forwarder.upstreams], [True, True])
+        self.assertGreater(forwarder.stats["upstream_slow"], 0)

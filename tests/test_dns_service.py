@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from dhcpfo import config as C
 from dhcpfo.dhcp.pool import InterfaceInfo
-from dhcpfo.dns import forward
+from dhcpfo.dns import upstream
 from dhcpfo.dns.service import DNSService, DNSStartError
 from dhcpfo.leases.lease import ACTIVE, RELEASED, Lease
 from dhcpfo.leases.table import LeaseTable
@@ -112,8 +112,9 @@ class ServiceTests(TestCase):
         return service
 
     def ask(self, service, name, qtype=dns.A):
-        return forward._UDPExchange(reactor, service.address,
-                                    dns.Query(name, qtype), 5).deferred
+        sender = upstream.Sender(reactor)
+        self.addCleanup(sender.close)
+        return sender(service.address, dns.Query(name, qtype), 5)
 
     @defer.inlineCallbacks
     def test_udp_and_tcp_and_lease_changes(self):

@@ -8,30 +8,38 @@ has passed; then one query probes it.  When every upstream is down and none
 is due for a probe, the answer is SERVFAIL at once instead of after a
 timeout.  SERVFAIL, REFUSED and NOTIMP from an upstream move on to the next
 one too (without marking it down).  Identical questions in flight share one
-upstream query.  Each UDP query goes out from a socket of its own on a
-random port; a truncated answer is asked again over TCP (twisted.names.client).
+upstream query.  At most ``FORWARD_MAX`` questions are in flight (dnsmasq's
+``dns-forward-max``); beyond it a question is REFUSED at once.  An upstream
+is judged by its answers: a question that times out marks it down only if
+it answered nothing else since that question was sent (one name that never
+resolves is that name's problem, not the server's).  The transport is
+:class:`dhcpfo.dns.upstream.Sender` (a small pool of sockets per upstream).
 """
 
-import os
-import secrets
-import socket
-
 from twisted.internet import defer
-from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
-from twisted.names import client, common, dns, error
-from zope.interface import implementer
+from twisted.names import common, dns, error
 
 from dhcpfo.dns import names
+from dhcpfo.dns.ratelog import RateLog
+from dhcpfo.dns.upstream import Sender, matches as _matches
 
 TIMEOUT = 1.5
 RETRY_MIN = 2.0
 RETRY_MAX = 60.0
+#: The health check of a suspect upstream: any recursive server answers it.
+HEALTH_CHECK = dns.Query(b"", dns.NS, dns.IN)
+#: Questions in flight to upstreams at most (dnsmasq's dns-forward-max).
+FORWARD_MAX = 150
 _MOVE_ON = (dns.ESERVER, dns.EREFUSED, dns.ENOTIMP, dns.EFORMAT)
 
 
 class UpstreamsDown(error.DNSServerError):
     """No upstream can be asked now (all down): answer SERVFAIL."""
+
+
+class Overloaded(error.DNSQueryRefusedError):
+    """``FORWARD_MAX`` questions are in flight already: answer REFUSED."""
 
 
 class Upstream:
@@ -45,6 +53,11 @@ class Upstream:
         self.probing = False
         self.answered = 0
         self.failed = 0
+        #: when it last answered (any answer: it is alive)
+        self.last_answer = float("-inf")
+        #: a question timed out and nothing else was answered since it was
+        #: sent: asked last until the health check answers (or fails)
+        self.suspect = False
 
     def describe(self):
         return "%s#%d" % self.address
@@ -55,140 +68,35 @@ class Upstream:
         return now >= self.down_until and not self.probing
 
 
-@implementer(IReadDescriptor)
-class _UDPExchange:
-    """One question to one upstream over UDP, from a socket of its own.
-
-    The socket is bound to a random port chosen by the kernel and connected
-    to the upstream, so only its answers arrive and an ICMP "port
-    unreachable" fails the exchange at once.  It is a bare reader on the
-    reactor rather than a ``listenUDP`` port, which would log two lines per
-    question.
-    """
-
-    def __init__(self, reactor, address, query, timeout):
-        self.reactor = reactor
-        self.query = query
-        self.deferred = defer.Deferred()
-        self.id = secrets.randbelow(65536)
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.socket = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            self.socket.setblocking(False)
-            self.socket.connect(address)
-            message = dns.Message(self.id, recDes=1)
-            message.queries = [query]
-            self.socket.send(message.toStr())
-        except OSError:
-            self.socket.close()
-            raise
-        reactor.addReader(self)
-        self.timer = reactor.callLater(timeout, self._fail,
-                                       error.DNSQueryTimeoutError(query))
-
-    def fileno(self):
-        return self.socket.fileno()
-
-    def logPrefix(self):
-        return "dns-upstream"
-
-    def connectionLost(self, reason):
-        # epoll reports an ICMP error on the connected socket as a hang-up
-        try:
-            code = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        except OSError:
-            code = 0
-        self._fail(OSError(code, os.strerror(code)) if code else reason)
-
-    def doRead(self):
-        while self.timer is not None:
-            try:
-                data = self.socket.recv(65535)
-            except BlockingIOError:
-                return
-            except OSError as e:
-                self._fail(e)
-                return
-            message = dns.Message()
-            try:
-                message.fromStr(data)
-            except Exception:
-                continue
-            if message.answer and message.id == self.id and _matches(message,
-                                                                     self.query):
-                self._done()
-                self.deferred.callback(message)
-
-    def _done(self):
-        if self.timer is None:
-            return False
-        if self.timer.active():
-            self.timer.cancel()
-        self.timer = None
-        self.reactor.removeReader(self)
-        self.socket.close()
-        return True
-
-    def _fail(self, reason):
-        if self._done():
-            self.deferred.errback(reason)
-
-
-class _TwistedSender:
-    """Sends one question to one upstream: UDP, then TCP if truncated
-    (twisted.names.client for TCP)."""
-
-    def __init__(self, reactor):
-        self.reactor = reactor
-        self._resolvers = {}
-
-    def _resolver(self, address):
-        resolver = self._resolvers.get(address)
-        if resolver is None:
-            resolver = client.Resolver(servers=[address], reactor=self.reactor)
-            self._resolvers[address] = resolver
-        return resolver
-
-    def __call__(self, address, query, timeout):
-        d = _UDPExchange(self.reactor, address, query, timeout).deferred
-
-        def truncated(message):
-            if message.trunc:
-                return self._resolver(address).queryTCP([query], timeout=timeout * 2)
-            return message
-        return d.addCallback(truncated)
-
-    def close(self):
-        for resolver in self._resolvers.values():
-            for proto in list(resolver.connections):
-                proto.transport.loseConnection()
-        self._resolvers.clear()
-
-
 class Forwarder(common.ResolverBase):
     """Ask ``upstreams`` ((host, port) pairs) what our own data cannot answer.
 
     :param clock: an ``IReactorTime``.
     :param cache: a :class:`dhcpfo.dns.cache.DNSCache`, or None.
     :param send: ``send((host, port), dns.Query, timeout) -> Deferred[Message]``;
-        defaults to twisted.names.client over the reactor ``clock``.
+        defaults to a :class:`dhcpfo.dns.upstream.Sender` on the reactor ``clock``.
+    :param forward_max: questions in flight at most (``dns-forward-max``).
     """
 
     _log = Logger()
 
-    def __init__(self, upstreams, clock, cache=None, send=None, timeout=TIMEOUT):
+    def __init__(self, upstreams, clock, cache=None, send=None, timeout=TIMEOUT,
+                 forward_max=FORWARD_MAX):
         super().__init__()
         self.upstreams = [Upstream(host, port) for host, port in upstreams]
         self.clock = clock
         self.cache = cache
         self.timeout = timeout
+        self.forward_max = forward_max
         self._sender = None
         if send is None:
-            send = self._sender = _TwistedSender(clock)
+            send = self._sender = Sender(clock)
         self.send = send
         self._pending = {}
+        self._ratelog = RateLog(self._log, clock)
         self.stats = {"forwarded": 0, "cache_hits": 0, "servfail_fast": 0,
-                      "upstream_timeouts": 0, "upstream_errors": 0}
+                      "upstream_timeouts": 0, "upstream_errors": 0,
+                      "upstream_slow": 0, "forward_max": 0}
 
     def close(self):
         if self._sender is not None:
@@ -231,6 +139,12 @@ class Forwarder(common.ResolverBase):
             d = defer.Deferred()
             waiting.append(d)
             return d
+        if len(self._pending) >= self.forward_max:
+            self.stats["forward_max"] += 1
+            self._ratelog.emit("warn", "forward_max",
+                               "{limit} DNS questions in flight to upstream "
+                               "servers: refusing more", limit=self.forward_max)
+            return defer.fail(Overloaded(name))
         waiting = self._pending[key] = []
         d = self._forward(dns.Query(name.encode("latin-1"), query.type, query.cls),
                           key)
@@ -245,6 +159,7 @@ class Forwarder(common.ResolverBase):
     def _forward(self, query, key):
         now = self.clock.seconds()
         candidates = [u for u in self.upstreams if u.usable(now)]
+        candidates.sort(key=lambda u: u.suspect)      # stable: order kept
         if not candidates:
             self.stats["servfail_fast"] += 1
             return defer.fail(UpstreamsDown("all upstream servers are down"))
@@ -264,24 +179,28 @@ class Forwarder(common.ResolverBase):
         rest = candidates[1:]
         if not upstream.up:
             upstream.probing = True
+        sent = self.clock.seconds()
         try:
             d = self.send(upstream.address, query, self.timeout)
         except Exception as e:
             d = defer.fail(e)
         d.addCallbacks(self._answered, self._failed,
                        callbackArgs=(upstream, query, key, rest, result),
-                       errbackArgs=(upstream, query, key, rest, result))
+                       errbackArgs=(upstream, query, key, rest, result, sent))
 
     def _answered(self, message, upstream, query, key, rest, result):
         upstream.probing = False
         if not _matches(message, query):
             self.stats["upstream_errors"] += 1
-            self._log.warn("upstream {upstream} answered another question; ignored",
-                           upstream=upstream.describe())
+            self._ratelog.emit("warn", ("other", upstream.address),
+                               "upstream {upstream} answered another question; "
+                               "ignored", upstream=upstream.describe())
             self._try(query, key, rest, None, result)
             return
         self._mark_up(upstream)
         upstream.answered += 1
+        upstream.last_answer = self.clock.seconds()
+        upstream.suspect = False
         for rr in message.answers + message.authority + message.additional:
             rr.auth = False     # not our authority: no AA bit
         answer = (message.rCode, message.answers, message.authority,
@@ -294,12 +213,43 @@ class Forwarder(common.ResolverBase):
             self.cache.put(key[0], key[1], key[2], *answer)
         result.callback(answer)
 
-    def _failed(self, failure, upstream, query, key, rest, result):
+    def _failed(self, failure, upstream, query, key, rest, result, sent):
         upstream.probing = False
         upstream.failed += 1
         self.stats["upstream_timeouts"] += 1
-        self._mark_down(upstream, failure)
+        if failure.check(error.DNSQueryTimeoutError) and upstream.up:
+            if upstream.last_answer >= sent:
+                # it answered others meanwhile: the name is slow, not the server
+                self.stats["upstream_slow"] += 1
+            else:
+                self._check(upstream)
+        else:
+            self._mark_down(upstream, failure)
         self._try(query, key, rest, None, result)
+
+    def _check(self, upstream):
+        """A question timed out and nothing else was answered meanwhile: the
+        server or the name?  The upstream is asked last while one health
+        check (``. NS``) asks it; an answer clears it, silence marks it down."""
+        if upstream.suspect:
+            return
+        upstream.suspect = True
+        sent = self.clock.seconds()
+        try:
+            d = self.send(upstream.address, HEALTH_CHECK, self.timeout)
+        except Exception as e:
+            d = defer.fail(e)
+
+        def alive(message):
+            upstream.suspect = False
+            upstream.last_answer = max(upstream.last_answer, sent)
+            self.stats["upstream_slow"] += 1
+
+        def silent(failure):
+            if upstream.suspect:
+                upstream.suspect = False
+                self._mark_down(upstream, failure)
+        d.addCallbacks(alive, silent)
 
     def _mark_up(self, upstream):
         if not upstream.up:
@@ -310,6 +260,7 @@ class Forwarder(common.ResolverBase):
 
     def _mark_down(self, upstream, failure):
         now = self.clock.seconds()
+        upstream.suspect = False
         if upstream.up:
             upstream.up = False
             upstream.backoff = RETRY_MIN
@@ -322,10 +273,3 @@ class Forwarder(common.ResolverBase):
             upstream.backoff = min(upstream.backoff * 2, RETRY_MAX)
         upstream.down_until = now + upstream.backoff
 
-
-def _matches(message, query):
-    if len(message.queries) != 1:
-        return False
-    q = message.queries[0]
-    return (q.type == query.type and q.cls == query.cls
-            and q.name.name.lower() == query.name.name.lower())
