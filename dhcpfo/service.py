@@ -9,14 +9,17 @@ service starts, so both ways of running dhcpfo refuse the same
 configurations with the same messages.
 """
 
+import grp
+import os
 import socket
 
-from twisted.application import service, strports
+from twisted.application import internet, service, strports
 from twisted.internet import defer, error, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dhcpfo.config import ConfigError
+from dhcpfo.config.process import RunAs, create_private
 from dhcpfo.dhcp import netif
 from dhcpfo.dhcp.pool import InterfaceInfo, build_subnets
 from dhcpfo.dhcp.protocol import DHCPProtocol
@@ -67,6 +70,17 @@ def make_store(config, reactor):
         raise ConfigError("--lease-store=%s: %s" % (config.lease_store, e)) from None
 
 
+def store_files(config):
+    """The database files of the built-in SQLite store, which dhcpfo creates
+    0600 and hands to ``--user``; other stores keep their own files."""
+    prefix, _, _ = config.lease_store.partition(":")
+    if prefix != "sqlite":
+        return []
+    _, params = registry.validate(config.lease_store)
+    path = params.get("path")
+    return [path] if path and path != ":memory:" else []
+
+
 def make_failover_node(config, reactor):
     """The failover node; certificate files are loaded and checked now."""
     from dhcpfo.failover.service import FailoverNode
@@ -106,8 +120,27 @@ class DHCPService(service.Service):
             iface.subnet = next((s for s in subnets if iface.address in s), None)
         self.state = "starting"
         self._ports = []
+        self._sockets = {}      # interface name -> socket bound before the drop
         self._sweeper = None
         self.ready = defer.Deferred()
+
+    def privilegedStartService(self):
+        """Bind port 67 on every interface while we may (twistd -u and
+        ``--user`` drop privileges after this); the reactor adopts the
+        sockets once the leases are loaded, and the kernel queues what
+        arrives meanwhile."""
+        super().privilegedStartService()
+        try:
+            for iface in self.interfaces:
+                self._sockets[iface.name] = netif.dhcp_socket(iface.name, self.port)
+        except BaseException:
+            self._closeSockets()
+            raise
+
+    def _closeSockets(self):
+        sockets, self._sockets = self._sockets, {}
+        for sock in sockets.values():
+            sock.close()
 
     def startService(self):
         super().startService()
@@ -132,7 +165,9 @@ class DHCPService(service.Service):
             store = self.failover.attach(self.server, self.table, self.store,
                                          hlc=self.hlc)
         for iface in self.interfaces:
-            sock = netif.dhcp_socket(iface.name, self.port)
+            sock = self._sockets.pop(iface.name, None)
+            if sock is None:
+                sock = netif.dhcp_socket(iface.name, self.port)
             try:
                 proto = DHCPProtocol(self.server, store, iface)
                 self._ports.append(self.reactor.adoptDatagramPort(
@@ -160,6 +195,7 @@ class DHCPService(service.Service):
         super().stopService()
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
+        self._closeSockets()
         for port in self._ports:
             yield port.stopListening()
         self._ports = []
@@ -180,10 +216,15 @@ class ServerService(service.MultiService):
 
     _log = Logger()
 
-    def __init__(self, reactor, dhcp):
+    def __init__(self, reactor, dhcp, run_as=None, files=(), control_socket=None,
+                 control_group=None):
         super().__init__()
         self.reactor = reactor
         self.dhcp = dhcp
+        self.run_as = run_as if run_as is not None else RunAs()
+        self.files = list(files)
+        self.control_socket = control_socket
+        self.control_group = control_group
         self._starting = False
         self._outcome = None        # self once serving, or the Failure
         self._observers = []
@@ -199,6 +240,29 @@ class ServerService(service.MultiService):
         d = defer.Deferred()
         self._observers.append(d)
         return d
+
+    def privilegedStartService(self):
+        """Bind every privileged socket (the children's), make the store's
+        files 0600 and ours-to-be, then drop to ``--user``/``--group``."""
+        super().privilegedStartService()
+        path = self.control_socket
+        if path and not path.startswith("\0") and self.control_group:
+            os.chown(path, 0, grp.getgrnam(self.control_group).gr_gid)
+        for name in self.files:
+            create_private(name, self.run_as.uid, self.run_as.gid)
+        self.run_as.drop()
+        for name in self.files if self.run_as.uid != -1 else ():
+            directory = os.path.dirname(os.path.abspath(name))
+            if os.path.isdir(directory) and not os.access(directory, os.W_OK | os.X_OK):
+                raise ConfigError(
+                    "the lease store's directory %s is not writable by %s: SQLite "
+                    "keeps its WAL files next to the database" % (
+                        directory, self.run_as.describe()))
+        if os.geteuid() == 0:
+            self._log.info("running as root: --user (or twistd --uid) drops "
+                           "privileges after binding")
+        else:
+            self._log.info("serving as {who}", who=self.run_as.describe())
 
     def startService(self):
         self._starting = True
@@ -252,15 +316,32 @@ def makeService(config, reactor=None, interfaces=None):
 
     from dhcpfo.control.api import ControlResource
 
+    from dhcpfo.control.auth import Guard, remove_stale_socket, unix_address
+
     if interfaces is None:
         interfaces = resolve_interfaces(config)
     subnets = build_subnets(config.ranges, interfaces)
     store = make_store(config, reactor)
+    try:
+        run_as = RunAs(config.user, config.group)
+    except KeyError as e:
+        raise ConfigError("--user/--group: %s" % e) from None
+    fc = config.failover
+    if (run_as.uid not in (-1, 0) and fc is not None and fc.listen is not None
+            and fc.listen[1] < 1024):
+        raise ConfigError(
+            "--failover-listen port %d is below 1024 and is bound after the "
+            "leases load, when dhcpfo already runs as %s: choose a port of 1024 "
+            "or more" % (fc.listen[1], config.user))
     node = None
     if config.failover is not None:
         node = make_failover_node(config, reactor)
     dhcp = DHCPService(config, reactor, store, interfaces, subnets, failover=node)
-    top = ServerService(reactor, dhcp)
+    socket_path = unix_address(config.control_socket) if config.control_socket \
+        else None
+    top = ServerService(reactor, dhcp, run_as=run_as, files=store_files(config),
+                        control_socket=socket_path,
+                        control_group=config.control_group)
     if node is not None:
         node.setName("failover")
         node.setServiceParent(top)
@@ -272,7 +353,18 @@ def makeService(config, reactor=None, interfaces=None):
         dns = DNSService(config, dhcp.table, reactor, interfaces=interfaces, dhcp=dhcp)
         dns.setName("dns")
         dns.setServiceParent(top)
-    control = strports.service(config.control, Site(ControlResource(dhcp, dns)))
+    site = Site(ControlResource(dhcp, dns, Guard(config.control_group)))
+    # One "control" service: loopback TCP (read-only) and the UNIX socket.
+    control = service.MultiService()
     control.setName("control")
     control.setServiceParent(top)
+    strports.service(config.control, site).setServiceParent(control)
+    if socket_path:
+        from twisted.internet.endpoints import UNIXServerEndpoint
+        remove_stale_socket(socket_path)
+        unix = internet.StreamServerEndpointService(
+            UNIXServerEndpoint(reactor, socket_path, mode=0o660, wantPID=False),
+            site)
+        unix._raiseSynchronously = True
+        unix.setServiceParent(control)
     return top

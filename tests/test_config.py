@@ -629,3 +629,62 @@ class FailoverOptionTests(BuildErrorMixin, SynchronousTestCase):
                 (("failover-name", None), "needs a value")]:
             message = self.assertConfigError([pair], fragment)
             self.assertIn("--" + pair[0], message)
+
+
+class ProcessOptionTests(BuildErrorMixin, SynchronousTestCase):
+    """--user, --group, --control-socket, --control-group (docs/security.md)."""
+
+    def test_defaults_keep_the_user_and_an_abstract_socket(self):
+        config = build()
+        self.assertEqual((config.user, config.group, config.control_socket,
+                          config.control_group),
+                         (None, None, "@dhcpfo-control", None))
+
+    def test_names(self):
+        config = build(("user", "nobody"), ("group", "nogroup"),
+                       ("control-socket", "/run/dhcpfo/control.sock"),
+                       ("control-group", "nogroup"))
+        self.assertEqual((config.user, config.group, config.control_socket,
+                          config.control_group),
+                         ("nobody", "nogroup", "/run/dhcpfo/control.sock", "nogroup"))
+
+    def test_unknown_names_are_refused_when_parsed(self):
+        self.assertConfigError([("user", "no-such-user-dhcpfo")],
+                               "--user=no-such-user-dhcpfo",
+                               "no user 'no-such-user-dhcpfo'")
+        self.assertConfigError([("control-group", "no-such-group-dhcpfo")],
+                               "no group 'no-such-group-dhcpfo'")
+        self.assertConfigError([("control-socket", "@")], "@NAME")
+
+    def test_failover_listener_below_1024_with_user_is_refused(self):
+        """It is bound after the leases load, when we already are --user."""
+        config = build(("user", "nobody"), ("failover-listen", "647"),
+                       ("failover-insecure", None), ("failover-peers", "b"),
+                       ("lease-store", "memory"))
+        error = self.assertRaises(C.ConfigError, service.makeService, config,
+                                  MemoryReactorClock(), interfaces=[LAN])
+        self.assertIn("--failover-listen port 647 is below 1024", str(error))
+
+    def test_store_files(self):
+        self.assertEqual(service.store_files(build(("lease-store",
+                                                    "sqlite:path=/var/lib/x.db"))),
+                         ["/var/lib/x.db"])
+        self.assertEqual(service.store_files(build(("lease-store", "memory"))), [])
+
+
+class CreatePrivateTests(SynchronousTestCase):
+    def test_created_0600_and_an_existing_file_is_kept(self):
+        import os
+        from dhcpfo.config.process import create_private
+        path = self.mktemp()
+        old = os.umask(0)   # 0600 whatever the umask
+        try:
+            create_private(path)
+        finally:
+            os.umask(old)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        with open(path, "w") as f:
+            f.write("kept")
+        create_private(path)
+        with open(path) as f:
+            self.assertEqual(f.read(), "kept")

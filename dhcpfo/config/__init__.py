@@ -10,7 +10,8 @@ files) are made by :func:`dhcpfo.service.makeService`.
 from dhcpfo.addr import INFINITE
 from dhcpfo.config.errors import ConfigError
 from dhcpfo.config.parse import FLAGS, VALUED, build, read_conf_file
-from dhcpfo.config.records import (DEFAULT_CONTROL, DEFAULT_DNS_PORT,
+from dhcpfo.config.records import (DEFAULT_CONTROL, DEFAULT_CONTROL_SOCKET,
+                                   DEFAULT_DNS_PORT,
                                    DEFAULT_FAILOVER_PORT, DEFAULT_LEASE_TIME,
                                    DEFAULT_STORE, MIN_LEASE_TIME, AddressRule,
                                    Config, DhcpRange, FailoverConfig, HostRecord,
@@ -21,7 +22,7 @@ from dhcpfo.config.values import (parse_client_id, parse_ip, parse_lease_time,
 
 __all__ = [
     "INFINITE", "ConfigError", "FLAGS", "VALUED", "build", "read_conf_file",
-    "DEFAULT_CONTROL", "DEFAULT_DNS_PORT", "DEFAULT_FAILOVER_PORT",
+    "DEFAULT_CONTROL", "DEFAULT_CONTROL_SOCKET", "DEFAULT_DNS_PORT", "DEFAULT_FAILOVER_PORT",
     "DEFAULT_LEASE_TIME", "DEFAULT_STORE", "MIN_LEASE_TIME", "AddressRule",
     "Config", "DhcpRange", "FailoverConfig", "HostRecord", "HostReservation",
     "HostsFile", "OptionSetting", "Upstream", "parse_client_id", "parse_ip",

@@ -8,13 +8,14 @@ the value and what is expected.
 
 import attr
 
-from dhcpfo.config import dhcp, dns, failover
+from dhcpfo.config import dhcp, dns, failover, process
 from dhcpfo.config.errors import ConfigError
 from dhcpfo.config.records import Config
 
 #: name -> help, for every option that takes a value; the flags are in FLAGS.
 VALUED = dict(dhcp.VALUED, **dns.VALUED)
 VALUED.update(failover.VALUED)
+VALUED.update(process.VALUED)
 FLAGS = dict(dhcp.FLAGS, **failover.FLAGS)
 
 
@@ -77,6 +78,9 @@ def _apply(fields, name, value):
             fields[field] = parse(value)
         else:
             fields[field] = fields.get(field, ()) + (parse(value),)
+    elif name in process.PARSERS:
+        field, parse = process.PARSERS[name]
+        fields[field] = parse(value)
 
 
 def read_conf_file(path):

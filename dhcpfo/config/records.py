@@ -14,6 +14,7 @@ MIN_LEASE_TIME = 120
 DEFAULT_CONTROL = "tcp:8067:interface=127.0.0.1"
 DEFAULT_STORE = "sqlite:path=dhcpfo-leases.db"
 DEFAULT_DNS_PORT = 53
+DEFAULT_CONTROL_SOCKET = "@dhcpfo-control"  # abstract: one per network namespace
 DEFAULT_FAILOVER_PORT = 647  # the port IANA assigned to DHCP failover
 
 
@@ -122,3 +123,9 @@ class Config:
     address_rules = attr.ib(default=())     # AddressRule
     addn_hosts = attr.ib(default=())        # HostsFile
     dns_allow = attr.ib(default=())         # ipaddress networks
+    # The process (docs/security.md): whom to run as after binding, and who
+    # may change state through the control socket besides root.
+    user = attr.ib(default=None)            # a user name, or None: do not switch
+    group = attr.ib(default=None)           # a group name, or None: the user's
+    control_socket = attr.ib(default=DEFAULT_CONTROL_SOCKET)
+    control_group = attr.ib(default=None)   # a group name

@@ -1,12 +1,50 @@
-"""dhcpfo-ctl: ask a running dhcpfo for its status and leases."""
+"""dhcpfo-ctl: ask a running dhcpfo for its status and leases (over
+loopback TCP, ``--control``), and change its state (over the UNIX control
+socket, ``--control-socket``, as root or a member of ``--control-group``)."""
 
 import argparse
+import http.client
 import json
+import socket
 import sys
 import urllib.error
 import urllib.request
 
+from dhcpfo.config import DEFAULT_CONTROL_SOCKET
+from dhcpfo.control.auth import unix_address
+
 DEFAULT_URL = "http://127.0.0.1:8067"
+
+
+class _UNIXConnection(http.client.HTTPConnection):
+    """HTTP over the control socket; the kernel tells the server who we are."""
+
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self._path = unix_address(path)
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def change(socket_path, path, body, timeout=5.0):
+    """POST ``body`` as JSON to ``path`` over the control socket:
+    ``(status, answer)``."""
+    conn = _UNIXConnection(socket_path, timeout)
+    try:
+        conn.request("POST", path, json.dumps(body).encode(),
+                     {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
 
 
 def fetch(base, path, timeout=5.0, data=None):
@@ -32,6 +70,9 @@ def main(argv=None, out=sys.stdout):
     parser = argparse.ArgumentParser(prog="dhcpfo-ctl", description=__doc__)
     parser.add_argument("--control", default=DEFAULT_URL,
                         help="URL of the control API (default %(default)s)")
+    parser.add_argument("--control-socket", default=DEFAULT_CONTROL_SOCKET,
+                        help="the server's --control-socket, for changes "
+                             "(default %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("status", "server state and counters"),
                        ("leases", "every lease the server knows")):
@@ -48,9 +89,14 @@ def main(argv=None, out=sys.stdout):
         return certs.main_make_certs(args, out=out)
     try:
         if args.command == "partner-down":
-            from urllib.parse import quote
-            data = fetch(args.control, "/failover/partner-down?name=" +
-                         quote(args.name), data=b"")
+            try:
+                _, data = change(args.control_socket, "/v1/failover/partner-down",
+                                 {"name": args.name})
+            except OSError as e:
+                print("dhcpfo-ctl: cannot reach dhcpfo's control socket %s: %s "
+                      "(root or --control-group only; is --control-socket the "
+                      "server's?)" % (args.control_socket, e), file=sys.stderr)
+                return 2
             if "error" in data:
                 print("dhcpfo-ctl partner-down: %s" % data["error"], file=sys.stderr)
                 return 1

@@ -121,12 +121,15 @@ class DNSService(service.Service):
                            if hasattr(iface, "address_str")] + ["127.0.0.1"]
         return self.factory
 
-    def startService(self):
-        super().startService()
+    def privilegedStartService(self):
+        """Bind port 53 (UDP and TCP) while we may: twistd -u and ``--user``
+        drop privileges after this.  Nothing is read before the reactor runs,
+        and by then :meth:`startService` has loaded the names."""
+        super().privilegedStartService()
         self.build()
-        self.authority.load(list(self.table))
-        self.table.listeners.append(self._lease_changed)
-        self.authority.start()
+        self._listenOrExplain()
+
+    def _listenOrExplain(self):
         try:
             self._listen()
         except ierror.CannotListenError as e:
@@ -134,6 +137,16 @@ class DNSService(service.Service):
             raise DNSStartError("cannot listen for DNS on %s port %s: %s%s" % (
                 e.interface or "*", e.port, e.socketError,
                 " (is another DNS server running? --dns-port 0 disables DNS)"))
+
+    def startService(self):
+        super().startService()
+        if self.factory is None:
+            self.build()
+        self.authority.load(list(self.table))
+        self.table.listeners.append(self._lease_changed)
+        self.authority.start()
+        if not self.ports:
+            self._listenOrExplain()
         self._log.info(
             "DNS on {addresses} port {port}: domain {domain}, {names} static "
             "names, {zones} zones, upstreams {upstreams}",
