@@ -35,10 +35,11 @@ class AuthorityCase(SynchronousTestCase):
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
-    def make(self, static=None, reserved=None, domain="lab.test", networks=(NET,)):
+    def make(self, static=None, reserved=None, domain="lab.test", networks=(NET,),
+             **kw):
         self.authority = LeaseAuthority(self.clock, domain=domain, networks=networks,
                                         static=static, reserved=reserved,
-                                        server_name="srv1.example")
+                                        server_name="srv1.example", **kw)
         self.table.listeners.append(self.authority.lease_changed)
         self.authority.start()
         self.addCleanup(self.authority.stop)
@@ -206,31 +207,43 @@ class LeaseNameTests(AuthorityCase):
 
 class ConflictTests(AuthorityCase):
 
-    def test_newest_lease_wins_and_the_other_is_logged(self):
+    def test_first_live_holder_keeps_the_name_and_the_other_is_logged(self):
         self.make()
         self.table.put(lease("192.0.2.10", "h1", start=0))
         self.clock.advance(10)
         self.table.put(lease("192.0.2.11", "h1", start=10, expiry=4000))
-        self.assertEqual(values(self.ask("h1.lab.test")), ["192.0.2.11"])
-        self.assertNX("10.2.0.192.in-addr.arpa", dns.PTR)
-        self.assertEqual(len(self.logged("not published for 192.0.2.10")), 1)
-        self.assertEqual(self.authority.stats["conflicts"], 1)
-        # the same conflict is not logged again on a renewal
-        self.table.put(lease("192.0.2.11", "h1", start=20, expiry=4000))
-        self.assertEqual(len(self.logged("not published for")), 1)
-        # the winner leaves: the other gets the name back
-        self.table.put(lease("192.0.2.11", "h1", state=RELEASED, expiry=30))
+        # the newcomer does not take the name over
         self.assertEqual(values(self.ask("h1.lab.test")), ["192.0.2.10"])
+        self.assertNX("11.2.0.192.in-addr.arpa", dns.PTR)
         self.assertEqual(values(self.ask("10.2.0.192.in-addr.arpa", dns.PTR)),
                          ["h1.lab.test"])
-
-    def test_winner_expires_then_other_lease_answers(self):
-        self.make()
-        self.table.put(lease("192.0.2.10", "h1", start=0, expiry=5000))
-        self.table.put(lease("192.0.2.11", "h1", start=1, expiry=200))
-        self.assertEqual(values(self.ask("h1.lab.test")), ["192.0.2.11"])
-        self.clock.advance(200)
+        self.assertEqual(len(self.logged("not published for 192.0.2.11")), 1)
+        self.assertEqual(self.authority.stats["conflicts"], 1)
+        # renewals (of either) change nothing and log nothing more
+        self.table.put(lease("192.0.2.11", "h1", start=20, expiry=4000))
+        self.table.put(lease("192.0.2.10", "h1", start=30, expiry=4000))
         self.assertEqual(values(self.ask("h1.lab.test")), ["192.0.2.10"])
+        self.assertEqual(len(self.logged("not published for")), 1)
+        # the holder leaves: the other gets the name
+        self.table.put(lease("192.0.2.10", "h1", state=RELEASED, expiry=40))
+        self.assertEqual(values(self.ask("h1.lab.test")), ["192.0.2.11"])
+        self.assertEqual(values(self.ask("11.2.0.192.in-addr.arpa", dns.PTR)),
+                         ["h1.lab.test"])
+
+    def test_holder_expires_then_other_lease_answers(self):
+        self.make()
+        self.table.put(lease("192.0.2.10", "h1", start=0, expiry=200))
+        self.table.put(lease("192.0.2.11", "h1", start=1, expiry=5000))
+        self.assertEqual(values(self.ask("h1.lab.test")), ["192.0.2.10"])
+        self.clock.advance(200)
+        self.assertEqual(values(self.ask("h1.lab.test")), ["192.0.2.11"])
+
+    def test_conflict_lines_are_rate_limited(self):
+        self.make()
+        for i in range(20):
+            self.table.put(lease("192.0.2.%d" % (10 + i), "h1"))
+        self.assertEqual(self.authority.stats["conflicts"], 19)
+        self.assertEqual(len(self.logged("not published for")), 1)
 
     def test_reservation_wins_over_newer_lease(self):
         reserved_mac = b"\x52\x54\x00\xaa\xbb\xcc"
@@ -332,3 +345,38 @@ class ReverseZoneTests(SynchronousTestCase):
         self.assertEqual(authority.zone_of("1.0.19.198.in-addr.arpa"),
                          "19.198.in-addr.arpa")
         self.assertIsNone(authority.zone_of("1.0.20.198.in-addr.arpa"))
+
+
+class ReservedNameTests(AuthorityCase):
+
+    def test_wpad_and_localhost_are_never_published(self):
+        self.make()
+        for ip, name in (("192.0.2.10", "wpad"), ("192.0.2.11", "wpad"),
+                         ("192.0.2.12", "localhost")):
+            self.table.put(lease(ip, name))
+        self.assertNX("wpad.lab.test")
+        self.assertNX("localhost.lab.test")
+        self.assertNX("10.2.0.192.in-addr.arpa", dns.PTR)
+        self.assertEqual(self.authority.published(), {})
+        self.assertEqual(self.authority.stats["names_denied"], 3)
+        # logged, at most one line a minute
+        self.assertEqual(len(self.logged("not published")), 1)
+
+    def test_the_servers_own_name_is_reserved(self):
+        self.make()
+        self.table.put(lease("192.0.2.10", "srv1"))
+        # srv1.lab.test is the zone's NS: a client cannot take it
+        self.assertNX("srv1.lab.test")
+        ns = self.ask("lab.test", dns.NS)
+        self.assertEqual([rr.payload.name.name for rr in ns.answers], [b"srv1.lab.test"])
+        self.assertEqual(self.authority.published(), {})
+        self.assertEqual(self.authority.stats["names_denied"], 1)
+
+    def test_deny_list_with_wildcards(self):
+        self.make(deny=("printer*", "gw"), reserved_names=("peer2",))
+        for ip, name in (("192.0.2.10", "printer-3"), ("192.0.2.11", "gw"),
+                         ("192.0.2.12", "peer2"), ("192.0.2.13", "wpad"),
+                         ("192.0.2.14", "gwx")):
+            self.table.put(lease(ip, name))
+        self.assertEqual(self.authority.published(),
+                         {"wpad.lab.test": "192.0.2.13", "gwx.lab.test": "192.0.2.14"})

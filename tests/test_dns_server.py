@@ -493,3 +493,40 @@ class TCPLoopbackTests(TestCase):
         self.assertEqual(answer.answers[0].payload.dottedQuad(), "192.0.2.10")
         client.transport.loseConnection()
         yield client.lost
+
+
+class LogFloodTests(ServerCase):
+    """A packet that makes us fail is counted every time, logged once a
+    minute (issue 10 item 9, the DNS side)."""
+
+    def test_errors_are_counted_and_logged_once_a_minute(self):
+        from twisted.logger import formatEvent, globalLogPublisher
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        def broken(*args):
+            raise ZeroDivisionError("a bug that one packet hits")
+        self.factory.handle = broken
+        for _ in range(50):
+            self.udp.datagramReceived(b"\x00" * 20, CLIENT)
+        self.assertEqual(self.factory.stats["errors"], 50)
+        lines = [formatEvent(e) for e in events if "log_failure" in e]
+        self.assertEqual(len(lines), 1)
+        self.clock.advance(60)
+        self.udp.datagramReceived(b"\x00" * 20, CLIENT)
+        lines = [formatEvent(e) for e in events if "log_failure" in e]
+        self.assertEqual(len(lines), 2)
+        self.assertIn("49 more", lines[1])
+        self.flushLoggedErrors(ZeroDivisionError)
+
+    def test_formerr_lines_are_rate_limited(self):
+        from twisted.logger import globalLogPublisher
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for i in range(30):
+            self.send(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07broken")
+        self.assertEqual(self.factory.stats["formerr"], 30)
+        self.assertEqual(len([e for e in events if "FORMERR" in e.get("log_format", "")]),
+                         1)

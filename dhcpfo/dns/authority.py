@@ -20,10 +20,11 @@ from twisted.names import common, dns, error
 from dhcpfo.dns import names
 from dhcpfo.dns.deadlines import Deadlines
 from dhcpfo.dns.names import networks_of  # noqa: F401 (dns.service imports it here)
+from dhcpfo.dns.ratelog import RateLog
 from dhcpfo.dns.wire import FastTable
 # NameNotFound and Refused are imported from here by dhcpfo.dns.server.
-from dhcpfo.dns.zone import (Answer, NameNotFound, Refused, b,  # noqa: F401
-                             contest, rrsets, soa, static_tables)
+from dhcpfo.dns.zone import (DENY_NAMES, Answer, NameNotFound, Refused,  # noqa: F401
+                             b, contest, denied, rrsets, soa, static_tables)
 from dhcpfo.leases.lease import ACTIVE
 
 #: The TTL of a lease's records is at most this, and never more than the
@@ -49,13 +50,17 @@ class LeaseAuthority(common.ResolverBase):
     :param server_name: this server; its first label under ``domain`` is
         the zones' SOA MNAME and NS.
     :param recursion: the RA bit of fast-path answers (we forward).
+    :param deny: labels (or ``prefix*``) that no lease publishes.
+    :param reserved_names: more names of ours no lease may take (labels
+        under ``domain``, or full names), besides this server's own.
     """
 
     _log = Logger()
 
     def __init__(self, clock, domain="", networks=(), static=None, reserved=None,
                  server_name="dhcpfo", recursion=False, lease_ttl=LEASE_TTL,
-                 negative_ttl=NEGATIVE_TTL, static_ttl=STATIC_TTL):
+                 negative_ttl=NEGATIVE_TTL, static_ttl=STATIC_TTL, deny=DENY_NAMES,
+                 reserved_names=()):
         super().__init__()
         self.clock = clock
         self.domain = domain
@@ -74,6 +79,12 @@ class LeaseAuthority(common.ResolverBase):
         label = label or "dhcpfo"
         #: the SOA's MNAME and the zones' NS: this server, under our domain
         self._mname = label + "." + domain if domain else label
+        self._deny = tuple(p.strip().lower() for p in deny if p.strip())
+        self._own = {self._mname}
+        for n in reserved_names:
+            n = n.strip().rstrip(".").lower()
+            self._own.add(n if "." in n or not domain else n + "." + domain)
+        self._ratelog = RateLog(self._log, clock)
         # name -> {rtype: [(rdata, ttl)]}; [(domain, that or None)]
         self._static, self._rules = static_tables(static, static_ttl)
         self._contenders = {}   # name -> {ip: Lease}
@@ -84,7 +95,7 @@ class LeaseAuthority(common.ResolverBase):
         self._wire = FastTable(recursion)
         self.fast = self._wire.fast     # question bytes -> (headers, body)
         self._deadlines = Deadlines(clock, self._deadline, _HORIZON)
-        self.stats = {"lease_names": 0, "conflicts": 0}
+        self.stats = {"lease_names": 0, "conflicts": 0, "names_denied": 0}
         for zone in self.zones:
             self._rebuild(zone, 0)
         for name in self._static:
@@ -218,36 +229,51 @@ class LeaseAuthority(common.ResolverBase):
         return label + "." + self.domain if self.domain else label
 
     def load(self, leases):
-        for lease in leases:
+        # the earliest start first: from the records alone, who held a name first
+        for lease in sorted(leases, key=lambda l: (l.start, l.version)):
             self.lease_changed(lease, None)
 
     def lease_changed(self, new, old):
         """A LeaseTable listener: ``new`` replaced ``old`` (same address)."""
         now = self.clock.seconds()
         touched = []
+        live = new.state == ACTIVE and new.expiry > now
+        name = self.lease_name(new)
+        if name is not None and not self._may_publish(name, new, live):
+            name = None
         if old is not None:
-            name = self.lease_name(old)
-            if name is not None:
-                claims = self._contenders.get(name)
+            was = self.lease_name(old)
+            if was is not None and not (was == name and live):
+                claims = self._contenders.get(was)
                 if claims is not None and old.ip in claims:
                     del claims[old.ip]
-                    touched.append(name)
-        name = self.lease_name(new)
+                    touched.append(was)
         if name is not None:
             claims = self._contenders.get(name)
-            if claims is not None and new.ip in claims:
-                del claims[new.ip]
+            if live:
+                # in place when it is there: a renewal keeps its place in line
+                self._contenders.setdefault(name, {})[new.ip] = new
                 if name not in touched:
                     touched.append(name)
-            if new.state == ACTIVE and new.expiry > now:
-                self._contenders.setdefault(name, {})[new.ip] = new
+            elif claims is not None and new.ip in claims:
+                del claims[new.ip]
                 if name not in touched:
                     touched.append(name)
         for name in touched:
             self._settle(name, now)
 
-    def _priority(self, lease):
-        return (bool(self.reserved(lease)), lease.start, lease.version)
+    def _may_publish(self, name, lease, live):
+        """Whether a lease may publish ``name``: not a denied label, not one
+        of the server's own names.  A refusal is counted and logged."""
+        if not (name in self._own or denied(name.split(".", 1)[0], self._deny)):
+            return True
+        if live:
+            self.stats["names_denied"] += 1
+            self._ratelog.emit("warn", "denied",
+                               "name {name} not published for {ip} ({client}): "
+                               "it is reserved or denied", name=name, ip=lease.ip,
+                               client=lease.key[1:].hex(":"))
+        return False
 
     def _settle(self, name, now):
         """Decide which lease (if any) publishes ``name`` now; update answers."""
@@ -259,13 +285,16 @@ class LeaseAuthority(common.ResolverBase):
         winner = None
         static = self._static.get(name)
         if claims:
-            winner, losers, reason = contest(claims, static, self._priority)
+            holder = self._winner.get(name)
+            winner, losers, reason = contest(claims, static, self.reserved,
+                                             holder.ip if holder is not None else None)
             old_losers = self._losers.get(name, frozenset())
             for ip in sorted(losers - old_losers):
                 self.stats["conflicts"] += 1
-                self._log.warn("name {name} not published for {ip} ({client}): "
-                               "{reason}", name=name, ip=ip,
-                               client=claims[ip].key[1:].hex(":"), reason=reason)
+                self._ratelog.emit("warn", "conflict",
+                                   "name {name} not published for {ip} ({client}): "
+                                   "{reason}", name=name, ip=ip,
+                                   client=claims[ip].key[1:].hex(":"), reason=reason)
             if losers:
                 self._losers[name] = losers
             else:
@@ -363,7 +392,8 @@ class LeaseAuthority(common.ResolverBase):
         try:
             self._settle(name, now)
         except Exception:
-            self._log.failure("DNS names of {name} not updated", name=name)
+            self._ratelog.failure("deadline", "DNS names of {name} not updated",
+                                  name=name)
 
     # -- introspection -------------------------------------------------------
 

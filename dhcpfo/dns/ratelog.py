@@ -12,6 +12,7 @@ from twisted.logger import LogLevel
 INTERVAL = 60.0
 #: Keys remembered at most (a flood of distinct keys forgets the oldest).
 KEYS = 1024
+_HELD = " ({held} more like this since the last such line)"
 
 
 class RateLog:
@@ -26,22 +27,40 @@ class RateLog:
         self.keys = keys
         self._seen = {}         # key -> [time of the last line, lines held back]
 
-    def emit(self, level, key, format, **kw):
+    def emit(self, level, key, format, /, **kw):
         """Log ``format`` at ``level`` (a ``LogLevel`` name) unless a line of
         ``key`` went out less than ``interval`` ago; True if it was logged."""
+        held = self._due(key)
+        if held is None:
+            return False
+        if held:
+            format += _HELD
+        self.logger.emit(LogLevel.levelWithName(level), format, held=held, **kw)
+        return True
+
+    def failure(self, key, format, failure=None, /, **kw):
+        """``Logger.failure`` (the current exception when ``failure`` is
+        None), rate-limited as :meth:`emit`."""
+        held = self._due(key)
+        if held is None:
+            return False
+        if held:
+            format += _HELD
+        self.logger.failure(format, failure, held=held, **kw)
+        return True
+
+    def _due(self, key):
+        """None when a line of ``key`` is not due; else the lines held back."""
         now = self.clock.seconds()
         seen = self._seen.get(key)
         if seen is not None and now - seen[0] < self.interval:
             seen[1] += 1
-            return False
+            return None
         held = seen[1] if seen is not None else 0
         if seen is None and len(self._seen) >= self.keys:
             self._forget(now)
         self._seen[key] = [now, 0]
-        if held:
-            format += " ({held} more like this since the last such line)"
-        self.logger.emit(LogLevel.levelWithName(level), format, held=held, **kw)
-        return True
+        return held
 
     def _forget(self, now):
         for key in [k for k, (t, _) in self._seen.items() if now - t >= self.interval]:

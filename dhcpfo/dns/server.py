@@ -24,6 +24,7 @@ from twisted.names import dns, error, resolve, server
 from twisted.protocols.policies import TimeoutMixin
 
 from dhcpfo.dns.authority import NameNotFound, Refused
+from dhcpfo.dns.ratelog import RateLog
 # The codec lives in dhcpfo.dns.message; its names are used here and by tests.
 from dhcpfo.dns.message import (BADVERS, TCP_LIMIT, UDP_LIMIT,  # noqa: F401
                                 FormatError, Query, decode_query,
@@ -103,6 +104,8 @@ class DNSServerFactory(server.DNSServerFactory):
         self.clock = clock
         self.fast = authority.fast
         self.stats = stats if stats is not None else {}
+        #: every line a packet can cause goes through it
+        self.ratelog = RateLog(self._log, clock)
         for key in ("queries_slow", "refused", "formerr", "dropped", "badvers",
                     "notimp", "truncated", "servfail", "nxdomain", "errors",
                     "tcp_connections", "tcp_rejected"):
@@ -134,7 +137,8 @@ class DNSServerFactory(server.DNSServerFactory):
             query = decode_query(data)
         except FormatError as e:
             self.stats["formerr"] += 1
-            self._log.debug("FORMERR to {address}: {why}", address=address, why=e)
+            self.ratelog.emit("debug", "formerr", "FORMERR to {address}: {why}",
+                              address=address, why=e)
             self._write(proto, formerr(data), address)
             return
         query.limit = limit
@@ -206,13 +210,13 @@ class DNSServerFactory(server.DNSServerFactory):
             self._reply(query, dns.EREFUSED)
         else:
             self.stats["servfail"] += 1
-            self._log.failure("DNS query {query} failed", failure,
-                              query=message.queries[0])
+            self.ratelog.failure("resolver", "DNS query {query} failed", failure,
+                                 query=message.queries[0])
             self._reply(query, dns.ESERVER)
 
     def _crashed(self, failure, query):
         self.stats["errors"] += 1
-        self._log.failure("answering a DNS query failed", failure)
+        self.ratelog.failure("crashed", "answering a DNS query failed", failure)
 
     # -- replies -------------------------------------------------------------
 
@@ -230,8 +234,8 @@ class DNSServerFactory(server.DNSServerFactory):
             proto.writeBytes(data, address)
         except Exception:
             self.stats["errors"] += 1
-            self._log.failure("cannot send a DNS response to {address}",
-                              address=address)
+            self.ratelog.failure("send", "cannot send a DNS response to {address}",
+                                 address=address)
 
 
 class DNSDatagramProtocol(protocol.DatagramProtocol):
@@ -277,7 +281,8 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
             self.factory.handle(data, self, addr, allowed, UDP_LIMIT)
         except Exception:
             self.factory.stats["errors"] += 1
-            self._log.failure("DNS datagram from {addr} not handled", addr=addr)
+            self.factory.ratelog.failure("datagram", "DNS datagram from {addr} not "
+                                         "handled", addr=addr)
 
     def writeBytes(self, data, address):
         try:
@@ -318,10 +323,10 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
                     self.datagramReceived(data, addr)
                 except Exception:
                     self.factory.stats["errors"] += 1
-                    self._log.failure("DNS datagram from {addr} not handled",
-                                      addr=addr)
+                    self.factory.ratelog.failure("datagram", "DNS datagram from "
+                                                 "{addr} not handled", addr=addr)
         except Exception:
-            self._log.failure("reading DNS datagrams failed")
+            self.factory.ratelog.failure("read", "reading DNS datagrams failed")
         finally:
             self.answered_fast += answered
 
@@ -375,7 +380,7 @@ class DNSStreamProtocol(dns.DNSProtocol, TimeoutMixin):
             self.factory.handle(data, self, None, self._allowed, TCP_LIMIT)
         except Exception:
             self.factory.stats["errors"] += 1
-            self._log.failure("DNS message over TCP not handled")
+            self.factory.ratelog.failure("tcp", "DNS message over TCP not handled")
 
     def writeBytes(self, data, address=None):
         if self.transport is not None and self.connected:

@@ -8,6 +8,23 @@ from twisted.names import dns, error
 
 _RTYPE = {"A": dns.A, "AAAA": dns.AAAA, "PTR": dns.PTR}
 
+#: Names a DHCP client may never publish (dnsmasq's ``dhcp-name-match`` /
+#: ``dhcp-ignore-names`` idea): ``wpad`` would let any client offer itself as
+#: every browser's web proxy (WPAD), ``localhost`` is nobody's.  A pattern is
+#: one label, or a prefix followed by ``*``.
+DENY_NAMES = ("wpad", "localhost")
+
+
+def denied(label, patterns):
+    """Whether ``label`` (lower case) matches one of ``patterns``."""
+    for pattern in patterns:
+        if pattern.endswith("*"):
+            if label.startswith(pattern[:-1]):
+                return True
+        elif label == pattern:
+            return True
+    return False
+
 
 class NameNotFound(error.AuthoritativeDomainError):
     """NXDOMAIN from our own data; ``authority`` holds the SOA, if any."""
@@ -85,20 +102,26 @@ def soa(zone, mname, rname, ttl):
     return dns.RRHeader(b(zone), dns.SOA, dns.IN, ttl, record, auth=True)
 
 
-def contest(claims, static, priority):
+def contest(claims, static, reserved, holder):
     """Who publishes a name claimed by the leases ``claims`` (``{ip: Lease}``,
-    not empty): ``(winner or None, frozenset of losing ips, why)``.
+    not empty, in the order the claims were first made): ``(winner or None,
+    frozenset of losing ips, why)``.
 
     A configured name (``static``, its ``{rtype: [(rdata, ttl)]}``) beats
-    every lease but those for its own addresses; otherwise the lease with
-    the highest ``priority(lease)`` wins.
+    every lease but those for its own addresses.  Otherwise a lease whose
+    client has a reservation for the name (``reserved(lease)``) wins; then
+    the address that holds the name now (``holder``) keeps it; else the
+    first claim still live.  A newcomer never takes a live holder's name.
     """
     if static is not None:
         fixed = {ip for ip, _ in static.get(dns.A, [])}
         return (None, frozenset(ip for ip in claims if ip not in fixed),
                 "it is a configured name")
-    winner = max(claims.values(), key=priority)
-    losers = frozenset(ip for ip in claims if ip != winner.ip)
-    why = ("%s has the reservation for it" if priority(winner)[0]
-           else "%s has the newer lease") % winner.ip
-    return winner, losers, why
+    candidates = [ip for ip, lease in claims.items() if reserved(lease)]
+    why = "%s has the reservation for it"
+    if not candidates:
+        candidates = list(claims)
+        why = "%s holds it"
+    ip = holder if holder in candidates else candidates[0]
+    winner = claims[ip]
+    return winner, frozenset(other for other in claims if other != ip), why % ip
