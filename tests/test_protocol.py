@@ -1,6 +1,7 @@
 """The UDP protocol: no reply before durability, malformed input counted and dropped."""
 
 from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhcpfo.dhcp import packet as P
@@ -78,3 +79,74 @@ class ProtocolTests(SynchronousTestCase):
         self.receive(request(P.DISCOVER))
         self.assertEqual(self.server.stats["errors"], 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class NotDurableTests(SynchronousTestCase):
+    """Issue 10 item 12: a lease that could not be written is not kept."""
+
+    def setUp(self):
+        self.server, self.iface, self.clock = make_server(BASIC)
+        self.store = HeldStore()
+        self.proto = DHCPProtocol(self.server, self.store, self.iface)
+        self.proto.transport = self.transport = FakeTransport()
+        self.proto.startProtocol()
+
+    def receive(self, pkt):
+        self.proto.datagramReceived(pkt.encode(), ("0.0.0.0", 68))
+
+    def select(self, address, mac=None):
+        kw = {} if mac is None else {"mac": mac}
+        self.receive(request(P.REQUEST, options=(
+            (P.SERVER_ID, ip(SERVER)), (P.REQUESTED_ADDRESS, ip(address))), **kw))
+        return self.store.writes[-1][1]
+
+    def test_failed_write_rolls_the_table_back(self):
+        self.select("192.0.2.10").errback(IOError("disk full"))
+        self.assertIsNone(self.server.table.get("192.0.2.10"))
+        self.assertIsNone(self.server.table.for_client(b"h" + bytes.fromhex("525400000001")))
+        self.assertEqual(self.server.stats["ack"], 0)
+        self.assertEqual(self.server.stats["not_durable"], 1)
+        self.assertEqual(self.transport.sent, [])
+
+    def test_rolled_back_to_the_previous_record(self):
+        self.select("192.0.2.10").callback(None)
+        first = self.server.table.get("192.0.2.10")
+        self.clock.advance(60)
+        self.select("192.0.2.10").errback(IOError("disk full"))   # a renewal
+        self.assertIs(self.server.table.get("192.0.2.10"), first)
+        self.assertEqual(self.server.stats["ack"], 1)
+
+    def test_move_rolled_back_restores_both_addresses(self):
+        self.select("192.0.2.10").callback(None)
+        first = self.server.table.get("192.0.2.10")
+        self.select("192.0.2.11").errback(IOError("disk full"))
+        self.assertIs(self.server.table.get("192.0.2.10"), first)
+        self.assertIsNone(self.server.table.get("192.0.2.11"))
+        self.assertIs(self.server.table.for_client(first.key), first)
+
+    def test_newer_record_is_not_rolled_back(self):
+        d = self.select("192.0.2.10")
+        newer = self.server.table.get("192.0.2.10")
+        self.clock.advance(1)
+        self.select("192.0.2.10").callback(None)      # written meanwhile
+        kept = self.server.table.get("192.0.2.10")
+        self.assertIsNot(kept, newer)
+        d.errback(IOError("disk full"))
+        self.assertIs(self.server.table.get("192.0.2.10"), kept)
+
+    def test_not_durable_logged_once_an_interval(self):
+        events = []
+        self.proto._log = Logger(observer=events.append)
+        for n in range(3):
+            self.select("192.0.2.1%d" % n, mac=bytes((2, 0, 0, 0, 0, n))).errback(
+                IOError("disk full"))
+        self.assertEqual(len(events), 1)
+        self.assertEqual(self.server.stats["not_durable"], 3)
+
+    def test_malformed_logged_once_an_interval(self):
+        events = []
+        self.proto._log = Logger(observer=events.append)
+        for _ in range(100):
+            self.proto.datagramReceived(b"\x01" * 10, ("192.0.2.99", 68))
+        self.assertEqual(len(events), 1)
+        self.assertEqual(self.server.stats["malformed"], 100)

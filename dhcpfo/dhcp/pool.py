@@ -46,6 +46,11 @@ class Subnet:
     def __contains__(self, ip):
         return ip & self.netmask == self.network
 
+    @property
+    def size(self):
+        """How many dynamic addresses its ranges hold."""
+        return sum(r.size for r in self.ranges)
+
     def range_of(self, ip):
         for r in self.ranges:
             if r.start <= ip <= r.end and not r.static:

@@ -20,15 +20,19 @@ class DHCPProtocol(DatagramProtocol):
             pkt = parse(data)
         except CodecError as e:
             self.server.stats["malformed"] += 1
-            self._log.info("dropped malformed packet from {addr} on {iface}: {why}",
-                           addr=addr[0], iface=self.iface.name, why=str(e))
+            self.server.rate_log.info(
+                self._log, "malformed",
+                "dropped malformed packet from {addr} on {iface}: {why}",
+                addr=addr[0], iface=self.iface.name, why=str(e))
             return
         try:
             decision = self.server.handle(pkt, self.iface)
         except Exception:
             self.server.stats["errors"] += 1
-            self._log.failure("error handling {packet} from {addr}; dropped",
-                              packet=pkt, addr=addr[0])
+            self.server.rate_log.failure(
+                self._log, "handler error",
+                "error handling {packet} from {addr}; dropped",
+                packet=pkt, addr=addr[0])
             return
         if decision is None:
             return
@@ -44,9 +48,13 @@ class DHCPProtocol(DatagramProtocol):
         self._send(decision)
 
     def _notDurable(self, failure, decision):
-        self.server.stats["not_durable"] += 1
-        self._log.error("lease for {ip} is not durable ({why}): no reply sent",
-                        ip=decision.commit[-1].ip, why=failure.getErrorMessage())
+        # Nothing was sent; the table must not keep what the store lacks.
+        self.server.not_durable(decision)
+        self.server.rate_log.error(
+            self._log, "not durable",
+            "lease for {ip} is not durable ({why}): no reply sent, the lease "
+            "table rolled back", ip=decision.commit[-1].ip,
+            why=failure.getErrorMessage())
 
     def startProtocol(self):
         # The reply path is hot: our destinations are always dotted quads, so
@@ -61,6 +69,8 @@ class DHCPProtocol(DatagramProtocol):
         except OSError as e:
             stats = self.server.stats
             stats["send_errors"] += 1
+            if decision.counted is not None:
+                stats[decision.counted] -= 1    # counted only when sent
             if stats["send_errors"] % 1000 == 1:  # one line per thousand
                 self._log.warn("cannot send reply to {dest} on {iface}: {why} "
                                "({count} send errors so far)", dest=decision.dest,

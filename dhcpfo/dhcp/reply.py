@@ -171,3 +171,21 @@ class ReplyEncoder:
         parts.append(b"\xff")
         data = b"".join(parts)
         return data if len(data) >= 300 else data.ljust(300, b"\x00")
+
+
+class Decision:
+    """What to do about one request: send ``data`` to ``dest`` once ``commit``
+    (leases, possibly empty) is durable."""
+
+    __slots__ = ("data", "dest", "commit", "undo", "counted")
+
+    def __init__(self, data, dest, commit, undo=(), counted=None):
+        self.data = data
+        self.dest = dest
+        self.commit = commit
+        # (lease, the record it replaced) per table.put, in order: what to
+        # roll back if ``commit`` cannot be made durable.
+        self.undo = undo
+        # The stats counter that counted this reply, taken back if it is
+        # never sent.
+        self.counted = counted

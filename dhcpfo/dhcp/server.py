@@ -13,39 +13,21 @@ from twisted.logger import Logger
 
 from dhcpfo.addr import (expiry_after, int_from_bytes, int_from_str, ip_bytes,
                          ip_str, str_from_bytes)
+from dhcpfo.dhcp import edge, reply
 from dhcpfo.dhcp import packet as P
-from dhcpfo.dhcp import reply
+from dhcpfo.dhcp.allocator import Allocator
+from dhcpfo.dhcp.edge import DECLINE_PROBATION, sanitize_hostname
 from dhcpfo.dhcp.offers import Offers
 from dhcpfo.dhcp.policy import Standalone
+from dhcpfo.dhcp.reply import Decision
 from dhcpfo.leases.hlc import HybridLogicalClock
 from dhcpfo.leases.lease import (ACTIVE, BACKUP, DECLINED, RELEASED, Lease,
                                  client_key)
+from dhcpfo.ratelog import RateLog
 
-DECLINE_PROBATION = 600.0     # a declined address rests this long (as dnsmasq)
 EXHAUSTED_LOG_INTERVAL = 60.0
 _RELAY_CACHE_LIMIT = 4096
 _U32 = struct.Struct("!I")  # a lease-time option
-
-
-class Decision:
-    """What to do about one request: send ``data`` to ``dest`` once ``commit``
-    (leases, possibly empty) is durable."""
-
-    __slots__ = ("data", "dest", "commit")
-
-    def __init__(self, data, dest, commit):
-        self.data = data
-        self.dest = dest
-        self.commit = commit
-
-
-def sanitize_hostname(raw):
-    """A client's hostname reduced to one valid DNS label, or ''."""
-    text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
-    label = text.strip().split(".")[0].lower()
-    cleaned = "".join(c if c.isascii() and (c.isalnum() or c == "-") else "-"
-                      for c in label)
-    return cleaned.strip("-")[:63]
 
 
 class DHCPServer:
@@ -66,7 +48,12 @@ class DHCPServer:
         self.name = self.policy.name
         self.authoritative = config.authoritative
         self.stats = Counter()
+        # Lines a client can cause: a few per minute, the rest summarised.
+        self.rate_log = RateLog(clock, interval=60.0)
+        # Bounds, DISCOVER rates and decline limits (issue 10 items 1, 7, 8).
+        self.gate = edge.Gate(self.stats, self.rate_log)
         self.offers = Offers()
+        self.allocator = Allocator(table, self.offers)
         self._offered = self.offers.by_ip
         self._hosts_by_mac = {}
         self._hosts_by_id = {}
@@ -124,6 +111,8 @@ class DHCPServer:
         if mtype is None:
             stats["bootp_ignored"] += 1
             return None
+        if not self.gate.bounded(pkt, self._log):
+            return None
         client_id = pkt.options.get(P.CLIENT_ID, b"")
         host = self.host_for(pkt, client_id)
         if host is not None and host.ignore:
@@ -136,13 +125,15 @@ class DHCPServer:
         now = self.clock.seconds()
         key = client_key(client_id, pkt.chaddr[:pkt.hlen])
         if mtype == P.DISCOVER:
+            if not self.gate.discover_allowed(pkt, iface, now, self._log):
+                return None
             return self._discover(pkt, iface, subnet, host, key, client_id, now)
         if mtype == P.REQUEST:
             return self._request(pkt, iface, subnet, host, key, client_id, now)
         if mtype == P.RELEASE:
             return self._release(pkt, key, now)
         if mtype == P.DECLINE:
-            return self._decline(pkt, key, client_id, now)
+            return self._decline(pkt, subnet, key, client_id, now)
         if mtype == P.INFORM:
             return self._inform(pkt, iface, subnet, host)
         stats["ignored"] += 1
@@ -155,6 +146,13 @@ class DHCPServer:
         bind the address to two clients); otherwise the address must be free,
         not offered to someone else, and ours to allocate (failover policy).
         """
+        if not self._free(ip, key, host, now):
+            return False
+        offer = self._offered.get(ip)   # (inline: the hot path)
+        return offer is None or offer[0] == key or offer[1] <= now
+
+    def _free(self, ip, key, host, now):
+        """:meth:`_available`, offers aside."""
         reserved = self._reserved.get(ip)
         if reserved is not None and reserved is not host:
             return False
@@ -174,8 +172,7 @@ class DHCPServer:
             if (lease.key != key and reserved is None
                     and not self.policy.may_reuse(lease, now)):
                 return False  # e.g. a peer may have extended it unseen
-        offer = self._offered.get(ip)   # (inline: the hot path)
-        return offer is None or offer[0] == key or offer[1] <= now
+        return True
 
     def _held_by_other(self, ip, key, host, now):
         """Do we *know* that ``ip`` is someone else's (so a NAK is right)?"""
@@ -188,19 +185,6 @@ class DHCPServer:
                 or (lease.state == ACTIVE and lease.key != key)):
             return True
         return self.offers.held_for_other(ip, key, now)
-
-    def _allocate(self, subnet, key, host, now):
-        for rng in subnet.ranges:
-            if rng.static:
-                continue
-            size = rng.end - rng.start + 1
-            ip = rng.cursor
-            for _ in range(size):
-                if self._available(ip, key, host, now):
-                    rng.cursor = ip + 1 if ip < rng.end else rng.start
-                    return ip
-                ip = ip + 1 if ip < rng.end else rng.start
-        return None
 
     def _choose(self, pkt, subnet, host, key, now):
         """The address to offer: reservation, current lease, requested, new."""
@@ -223,7 +207,12 @@ class DHCPServer:
             if ip in subnet and subnet.range_of(ip) and self._available(
                     ip, key, host, now):
                 return ip
-        return self._allocate(subnet, key, host, now)
+        ip = self.allocator.allocate(subnet, key, host, now, self._available)
+        if ip is None:
+            ip = self.allocator.reuse(subnet, key, host, now, self._free)
+            if ip is not None:
+                self.stats["offer_reused"] += 1
+        return ip
 
     def _lease_time(self, pkt, subnet, rng, host):
         if host is not None and host.lease_time is not None:
@@ -321,19 +310,33 @@ class DHCPServer:
         new = Lease(text, pkt.chaddr[:pkt.hlen], client_id, hostname, ACTIVE,
                     now, expiry, self.name, self.hlc.now())
         commit = [new]
-        previous = self.table.for_client(key)
+        undo = []
+        table = self.table
+        previous = table.for_client(key)
         if previous is not None and previous.ip != new.ip and previous.state == ACTIVE:
             released = Lease(previous.ip, previous.hwaddr, previous.client_id,
                              previous.hostname, RELEASED, previous.start, now,
                              self.name, self.hlc.now())
-            self.table.put(released)
+            table.put(released)
+            undo.append((released, previous))
             commit.insert(0, released)
-        self.table.put(new)
+        table.put(new)
+        undo.append((new, lease))
         self.offers.taken(ip, key)
         self.stats["ack"] += 1
         return Decision(self.replies.reply(pkt, P.ACK, requested, iface, subnet,
                                            rng, host, lease_time),
-                        reply.destination(pkt, P.ACK), commit)
+                        reply.destination(pkt, P.ACK), commit, undo, "ack")
+
+    def not_durable(self, decision):
+        """``decision``'s leases could not be written: the table goes back
+        to what it held (a record put since is kept) and its reply, never
+        sent, is not counted."""
+        for lease, previous in reversed(decision.undo):
+            self.table.revert(lease, previous)
+        if decision.counted is not None:
+            self.stats[decision.counted] -= 1
+        self.stats["not_durable"] += 1
 
     def _hostname(self, pkt, host):
         if host is not None and host.hostname:
@@ -358,9 +361,9 @@ class DHCPServer:
                          RELEASED, lease.start, now, self.name, self.hlc.now())
         self.table.put(released)
         self.stats["release"] += 1
-        return Decision(None, None, [released])
+        return Decision(None, None, [released], [(released, lease)])
 
-    def _decline(self, pkt, key, client_id, now):
+    def _decline(self, pkt, subnet, key, client_id, now):
         requested = pkt.options.get(P.REQUESTED_ADDRESS)
         if requested is None:
             self.stats["decline_unknown"] += 1
@@ -371,15 +374,25 @@ class DHCPServer:
                 or self.offers.held_for(int_from_bytes(requested), key)):
             self.stats["decline_unknown"] += 1
             return None
+        if not self.gate.decline_allowed(key, subnet, now):
+            # A client declining over and over (or many, one each) would
+            # quarantine the pool: past the limits its offer is dropped, the
+            # address is not.
+            self.offers.drop_client(key)
+            self.rate_log.warn(self._log, "decline limited",
+                               "{client} declined {ip}: over the decline limit, "
+                               "not quarantined", client=key[1:].hex(":"), ip=ip)
+            return None
         declined = Lease(ip, pkt.chaddr[:pkt.hlen], client_id, "", DECLINED, now,
                          now + DECLINE_PROBATION, self.name, self.hlc.now())
         self.table.put(declined)
         self.offers.declined(int_from_bytes(requested), key)
         self.stats["decline"] += 1
-        self._log.warn("{client} declined {ip}: another host uses it; it rests "
-                       "{seconds:.0f}s", client=key[1:].hex(":"), ip=ip,
-                       seconds=DECLINE_PROBATION)
-        return Decision(None, None, [declined])
+        self.rate_log.warn(self._log, "declined",
+                           "{client} declined {ip}: another host uses it; it rests "
+                           "{seconds:.0f}s", client=key[1:].hex(":"), ip=ip,
+                           seconds=DECLINE_PROBATION)
+        return Decision(None, None, [declined], [(declined, lease)])
 
     def _inform(self, pkt, iface, subnet, host):
         self.stats["inform"] += 1

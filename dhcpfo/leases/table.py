@@ -1,6 +1,8 @@
 """The in-memory lease database: what the server decides from, by address and by client."""
 
-from dhcpfo.leases.lease import BACKUP, DECLINED
+import attr
+
+from dhcpfo.leases.lease import BACKUP, DECLINED, RELEASED
 
 
 class LeaseTable:
@@ -42,3 +44,22 @@ class LeaseTable:
             self._by_client[lease.key] = lease
         for listener in self.listeners:
             listener(lease, old)
+
+    def revert(self, lease, previous):
+        """Undo :meth:`put` of ``lease`` (never made durable): ``previous``
+        (or nothing) holds its address again.  A record put since is left
+        alone.  Listeners see ``previous``, or, when there was none, a
+        RELEASED copy of ``lease`` that ends where it started (a notice
+        only, not kept).  Returns whether anything changed."""
+        if self.by_ip.get(lease.ip) is not lease:
+            return False
+        if previous is not None:
+            self.put(previous)
+            return True
+        del self.by_ip[lease.ip]
+        if self._by_client.get(lease.key) is lease:
+            del self._by_client[lease.key]
+        gone = attr.evolve(lease, state=RELEASED, expiry=lease.start)
+        for listener in self.listeners:
+            listener(gone, lease)
+        return True
