@@ -427,10 +427,25 @@ class TCPTests(ServerCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_connection_limit(self):
-        conns = [self.connect() for _ in range(server.TCP_MAX_CONNECTIONS)]
-        self.assertIsNone(self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.5", 1)))
+        conns = [self.connect("192.0.2.%d" % (i + 1))
+                 for i in range(server.TCP_MAX_CONNECTIONS)]
+        self.assertIsNone(self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.205", 1)))
         for proto, _ in conns:
             proto.connectionLost(None)
+
+    def test_one_host_cannot_hold_every_slot(self):
+        conns = [self.connect() for _ in range(server.TCP_PER_HOST)]
+        self.assertIsNone(self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.55", 1)))
+        self.assertEqual(self.factory.stats["tcp_rejected"], 1)
+        conns.append(self.connect("192.0.2.56"))
+        # one closes: that host may connect again
+        proto, _ = conns.pop(0)
+        proto.connectionLost(None)
+        conns.append(self.connect())
+        for proto, _ in conns:
+            proto.connectionLost(None)
+        self.assertEqual(self.factory.connections, [])
+        self.assertEqual(dict(self.factory.tcp_hosts), {})
 
 
 class _Closed(protocol_.Protocol):

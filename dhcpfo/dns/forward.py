@@ -1,18 +1,19 @@
 """Forwarding to ``--server`` upstreams, with failover between them and a cache.
 
 :class:`Forwarder` is a twisted.names resolver.  A question not in the cache
-goes to the first upstream that is up, in the configured order; an upstream
-that does not answer in time is marked down and the next one is tried at
-once.  A down upstream is skipped until its back-off (2 s, doubling to 60 s)
-has passed; then one query probes it.  When every upstream is down and none
-is due for a probe, the answer is SERVFAIL at once instead of after a
-timeout.  SERVFAIL, REFUSED and NOTIMP from an upstream move on to the next
-one too (without marking it down).  Identical questions in flight share one
-upstream query.  At most ``FORWARD_MAX`` questions are in flight (dnsmasq's
-``dns-forward-max``); beyond it a question is REFUSED at once.  An upstream
-is judged by its answers: a question that times out marks it down only if
-it answered nothing else since that question was sent (one name that never
-resolves is that name's problem, not the server's).  The transport is
+goes to the first upstream that is up, in the configured order; when one
+does not answer in time the next one is tried at once.  An upstream is
+judged by its answers, not by one name: an ICMP error marks it down; a
+timeout does only when it answered nothing else since the question was sent
+and then fails a health check (one name that never resolves is that name's
+problem, not the server's).  A down upstream is skipped until its back-off
+(2 s, doubling to 60 s) has passed; then one query probes it.  When every
+upstream is down and none is due for a probe, the answer is SERVFAIL at
+once instead of after a timeout.  SERVFAIL, REFUSED and NOTIMP from an
+upstream move on to the next one too (without marking it down).  Identical
+questions in flight share one upstream query.  At most ``FORWARD_MAX``
+questions are in flight (dnsmasq's ``dns-forward-max``); beyond it a
+question is REFUSED at once.  The transport is
 :class:`dhcpfo.dns.upstream.Sender` (a small pool of sockets per upstream).
 """
 

@@ -32,6 +32,8 @@ from dhcpfo.dns.message import (BADVERS, TCP_LIMIT, UDP_LIMIT,  # noqa: F401
 
 TCP_IDLE = 10.0
 TCP_MAX_CONNECTIONS = 100
+#: TCP connections one host may hold at a time (so one cannot hold them all).
+TCP_PER_HOST = 16
 _ACL_CACHE_LIMIT = 4096
 #: Largest query read over UDP (bigger ones arrive cut, and get FORMERR).
 MAX_QUERY = 4096
@@ -106,6 +108,8 @@ class DNSServerFactory(server.DNSServerFactory):
         self.stats = stats if stats is not None else {}
         #: every line a packet can cause goes through it
         self.ratelog = RateLog(self._log, clock)
+        #: host -> TCP connections open from it
+        self.tcp_hosts = {}
         for key in ("queries_slow", "refused", "formerr", "dropped", "badvers",
                     "notimp", "truncated", "servfail", "nxdomain", "errors",
                     "tcp_connections", "tcp_rejected"):
@@ -117,13 +121,24 @@ class DNSServerFactory(server.DNSServerFactory):
         # slot.  The bound then only counts clients we answer.
         host = getattr(addr, "host", None)
         if host is None or not self.acl(host) \
-                or len(self.connections) >= TCP_MAX_CONNECTIONS:
+                or len(self.connections) >= TCP_MAX_CONNECTIONS \
+                or self.tcp_hosts.get(host, 0) >= TCP_PER_HOST:
             self.stats["tcp_rejected"] += 1
             return None
         self.stats["tcp_connections"] += 1
+        self.tcp_hosts[host] = self.tcp_hosts.get(host, 0) + 1
         p = DNSStreamProtocol(self)
         p.factory = self
+        p.host = host
         return p
+
+    def tcp_closed(self, host):
+        """A TCP connection from ``host`` ended."""
+        left = self.tcp_hosts.get(host, 0) - 1
+        if left > 0:
+            self.tcp_hosts[host] = left
+        else:
+            self.tcp_hosts.pop(host, None)
 
     # -- entry from the protocols ------------------------------------------
 
@@ -355,6 +370,8 @@ class DNSStreamProtocol(dns.DNSProtocol, TimeoutMixin):
     order, the connection closed after ``TCP_IDLE`` seconds of silence."""
 
     _log = Logger()
+    #: the peer's address, counted in the factory's ``tcp_hosts`` until closed
+    host = None
 
     def connectionMade(self):
         super().connectionMade()
@@ -364,6 +381,9 @@ class DNSStreamProtocol(dns.DNSProtocol, TimeoutMixin):
 
     def connectionLost(self, reason):
         self.setTimeout(None)
+        if self.host is not None:
+            self.factory.tcp_closed(self.host)
+            self.host = None
         super().connectionLost(reason)
 
     def timeoutConnection(self):
