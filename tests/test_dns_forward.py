@@ -416,3 +416,35 @@ class ForwarderLoopbackTests(TestCase):
         self.assertEqual([rcode for rcode, _, _, _ in answers], [dns.OK] * 40)
         self.assertEqual([u.up for u in forwarder.upstreams], [True, True])
         self.assertGreater(forwarder.stats["upstream_slow"], 0)
+
+
+class SocketPoolTests(TestCase):
+    """Questions share a few sockets, each replaced after some questions
+    (a new random port), each question with its own id."""
+
+    @defer.inlineCallbacks
+    def test_sockets_are_shared_and_replaced(self):
+        seen = []
+
+        class Recording(Responder):
+            def datagramReceived(self, data, addr):
+                seen.append((addr[1], data[:2]))
+                super().datagramReceived(data, addr)
+        port = reactor.listenUDP(0, Recording(), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        sender = upstream.Sender(reactor, size=2, uses=3)
+        self.addCleanup(sender.close)
+        address = ("127.0.0.1", port.getHost().port)
+        for _ in range(4):
+            # six at once: they share the two sockets
+            batch = [sender(address, dns.Query(b"a.example"), 5) for _ in range(6)]
+            self.assertLessEqual(sender.sockets(), 2 + 2)
+            yield defer.gatherResults(batch)
+            self.assertLessEqual(sender.sockets(), 2)
+        ports = {p for p, _ in seen}
+        self.assertGreater(len(ports), 2)          # replaced: new ports
+        self.assertLessEqual(len(ports), 24 // 3 + 2)
+        # ids of the questions in flight together on one port differ
+        for i in range(0, 24, 6):
+            batch = seen[i:i + 6]
+            self.assertEqual(len(set(batch)), len(batch))
