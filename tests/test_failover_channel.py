@@ -552,6 +552,33 @@ class ChunkTests(ChannelMixin, SynchronousTestCase):
         self.assertRaises(ValueError, list,
                           commands.chunk_leases([fields], max_bytes=100))
 
+    def test_the_decoder_is_total(self):
+        """Any bytes a peer sends decode to records or raise InvalidLease,
+        nothing else: every truncation of a real value, and random values
+        (seeded, so the run is the same every time)."""
+        import random
+        arg = commands.LeaseRecords()
+        wire = arg.toString([encode_lease(a_lease(n, client_id=bytes(300)), T0)
+                             for n in (100, 101)])
+        rnd = random.Random(10)
+        samples = [wire[:i] for i in range(len(wire))]
+        samples += [bytes(rnd.randrange(256) for _ in range(rnd.randrange(200)))
+                    for _ in range(500)]
+        samples += [wire[:i] + bytes([rnd.randrange(256)]) + wire[i + 1:]
+                    for i in rnd.sample(range(len(wire)), 100)]
+        for data in samples:
+            try:
+                records = arg.fromString(data)
+            except InvalidLease:
+                continue
+            for fields in records:
+                lease = commands.decode_lease(fields, T0)
+                try:
+                    validate_lease(lease, in_range, T0)
+                except InvalidLease:
+                    pass
+        self.assertEqual(len(arg.fromString(wire)), 2)
+
     def test_longest_fields_cross_the_wire(self):
         """Every field at its bound (a 1024-byte client id: several option-61
         parts, RFC 3396) encodes and decodes to the same lease."""
