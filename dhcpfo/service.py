@@ -246,10 +246,12 @@ class ServerService(service.MultiService):
         files 0600 and ours-to-be, then drop to ``--user``/``--group``."""
         super().privilegedStartService()
         path = self.control_socket
-        if path and not path.startswith("\0") and self.control_group:
-            os.chown(path, 0, grp.getgrnam(self.control_group).gr_gid)
-        for name in self.files:
-            create_private(name, self.run_as.uid, self.run_as.gid)
+        if (path and not path.startswith("\0") and self.control_group
+                and os.geteuid() == 0):
+            os.chown(path, -1, grp.getgrnam(self.control_group).gr_gid)
+        if self.run_as.uid != -1 or self.run_as.gid != -1:
+            for name in self.files:
+                create_private(name, self.run_as.uid, self.run_as.gid)
         self.run_as.drop()
         for name in self.files if self.run_as.uid != -1 else ():
             directory = os.path.dirname(os.path.abspath(name))
@@ -265,6 +267,9 @@ class ServerService(service.MultiService):
             self._log.info("serving as {who}", who=self.run_as.describe())
 
     def startService(self):
+        # As whoever we now are (--user, twistd --uid, or the starting user).
+        for name in self.files:
+            create_private(name)
         self._starting = True
         try:
             super().startService()

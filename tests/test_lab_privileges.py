@@ -77,9 +77,10 @@ class PrivilegeDropTests(unittest.TestCase):
         os.chown(self.state, NOBODY.pw_uid, NOBODY.pw_gid)
         self.db = os.path.join(self.state, "leases.db")
 
-    def start(self, args):
+    def start(self, args, twistd=()):
         logfile = self.lab.path("dhcpfo.log")
-        argv = [TWISTD, "-n", "--pidfile=", "--logfile=" + logfile, "dhcpfo"] + args
+        argv = [TWISTD, "-n", "--pidfile=", "--logfile=" + logfile] + list(twistd) \
+            + ["dhcpfo"] + args
         hidden = _unreachable_for_others(sys.base_prefix)
         if hidden is not None:
             argv = in_private_mounts(argv, hidden, self.lab.path("mnt"))
@@ -94,14 +95,23 @@ class PrivilegeDropTests(unittest.TestCase):
         return proc
 
     def test_runs_as_nobody_and_still_serves(self):
+        self.serves(["--user", "nobody"])
+
+    def test_twistd_uid_and_gid_work_too(self):
+        """twistd sheds privileges after privilegedStartService as well."""
+        self.serves([], twistd=["--uid", str(NOBODY.pw_uid),
+                                "--gid", str(NOBODY.pw_gid)])
+
+    def serves(self, extra, twistd=()):
         proc = self.start([
             "--interface", "e0", "--dhcp-range", "192.0.2.10,192.0.2.200,1h",
-            "--domain", "lab.test", "--lease-store", "sqlite:path=" + self.db,
-            "--user", "nobody"])
+            "--domain", "lab.test", "--lease-store", "sqlite:path=" + self.db]
+            + extra, twistd)
         ids = _ids(proc.pid)
         self.assertEqual(ids["Uid"], [NOBODY.pw_uid] * 4, tail(self.log))
         self.assertEqual(ids["Gid"], [NOBODY.pw_gid] * 4)
-        self.assertEqual(ids["Groups"], [NOBODY.pw_gid])
+        self.assertIn(ids["Groups"], ([NOBODY.pw_gid], []))
+        self.assertNotIn(0, ids["Groups"])
         db = os.stat(self.db)
         self.assertEqual((db.st_uid, stat.S_IMODE(db.st_mode)),
                          (NOBODY.pw_uid, 0o600))
@@ -118,8 +128,9 @@ class PrivilegeDropTests(unittest.TestCase):
         # The lease is on disk, written by nobody, in the 0600 file.
         self.assertEqual([l["ip"] for l in self.lab.leases("srv")], [got["ip"]])
         self.assertEqual(stat.S_IMODE(os.stat(self.db).st_mode), 0o600)
-        self.assertIn("serving as uid %d gid %d" % (NOBODY.pw_uid, NOBODY.pw_gid),
-                      open(self.log).read())
+        if extra:
+            self.assertIn("serving as uid %d gid %d" % (NOBODY.pw_uid, NOBODY.pw_gid),
+                          open(self.log).read())
 
     def test_a_directory_nobody_cannot_write_is_refused(self):
         """SQLite keeps WAL files next to the database: say so at start."""

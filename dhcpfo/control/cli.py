@@ -103,7 +103,7 @@ def main(argv=None, out=sys.stdout):
             out.write("%s declared down; its addresses become ours at %s\n"
                       % (data["partner"], data["takeover_at"]))
             return 0
-        data = fetch(args.control, "/" + args.command)
+        data = fetch(args.control, "/v1/" + args.command)
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         print("dhcpfo-ctl: cannot reach dhcpfo at %s: %s (is it running, and is "
