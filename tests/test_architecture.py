@@ -23,7 +23,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 PACKAGE = os.path.join(ROOT, "dhcpfo")
 
-BASE = ("dhcpfo", "dhcpfo.addr", "dhcpfo.interfaces")
+BASE = ("dhcpfo", "dhcpfo.addr", "dhcpfo.interfaces", "dhcpfo.ratelog")
 
 #: The rule of docs/architecture.md: a module of the layer on the left may
 #: import modules of its own layer and of the layers listed, nothing else.
