@@ -59,10 +59,10 @@ class Allocator:
                                      now + EXHAUSTED_RECHECK)
         return None
 
-    def reuse(self, subnet, key, host, now, free):
+    def reuse(self, subnet, key, host, now, available):
         """The oldest offer in ``subnet``'s dynamic ranges, at least
-        :data:`REUSE_AFTER` old, whose address ``free`` says could be
-        ``key``'s but for the offer; or None."""
+        :data:`REUSE_AFTER` old, whose address ``available`` (offers aside)
+        says could be ``key``'s; or None."""
         if len(self.offers.by_ip) < REUSE_MIN_OFFERS:
             return None   # no flood: RFC 2131's hold for the offer's life
         newest = now - REUSE_AFTER
@@ -70,6 +70,6 @@ class Allocator:
             if since > newest or n >= REUSE_LOOKUP:
                 return None
             if (holder != key and ip in subnet and subnet.range_of(ip) is not None
-                    and free(ip, key, host, now)):
+                    and available(ip, key, host, now, False)):
                 return ip
         return None

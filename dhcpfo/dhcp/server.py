@@ -51,7 +51,7 @@ class DHCPServer:
         # Lines a client can cause: a few per minute, the rest summarised.
         self.rate_log = RateLog(clock, interval=60.0)
         # Bounds, DISCOVER rates and decline limits (issue 10 items 1, 7, 8).
-        self.gate = edge.Gate(self.stats, self.rate_log)
+        self.gate = edge.Gate(self.stats, self.rate_log, self)
         self.offers = Offers()
         self.allocator = Allocator(table, self.offers)
         self._offered = self.offers.by_ip
@@ -111,7 +111,7 @@ class DHCPServer:
         if mtype is None:
             stats["bootp_ignored"] += 1
             return None
-        if not self.gate.bounded(pkt, self._log):
+        if not self.gate.bounded(pkt):
             return None
         client_id = pkt.options.get(P.CLIENT_ID, b"")
         host = self.host_for(pkt, client_id)
@@ -125,7 +125,7 @@ class DHCPServer:
         now = self.clock.seconds()
         key = client_key(client_id, pkt.chaddr[:pkt.hlen])
         if mtype == P.DISCOVER:
-            if not self.gate.discover_allowed(pkt, iface, now, self._log):
+            if not self.gate.discover_allowed(pkt, iface, now):
                 return None
             return self._discover(pkt, iface, subnet, host, key, client_id, now)
         if mtype == P.REQUEST:
@@ -139,20 +139,14 @@ class DHCPServer:
         stats["ignored"] += 1
         return None
 
-    def _available(self, ip, key, host, now):
+    def _available(self, ip, key, host, now, offers=True):
         """May ``ip`` (int) be given to the client ``key``?
 
         A reservation goes only to its client (from any server: that can never
         bind the address to two clients); otherwise the address must be free,
-        not offered to someone else, and ours to allocate (failover policy).
+        not offered to someone else (unless ``offers`` is false), and ours to
+        allocate (failover policy).
         """
-        if not self._free(ip, key, host, now):
-            return False
-        offer = self._offered.get(ip)   # (inline: the hot path)
-        return offer is None or offer[0] == key or offer[1] <= now
-
-    def _free(self, ip, key, host, now):
-        """:meth:`_available`, offers aside."""
         reserved = self._reserved.get(ip)
         if reserved is not None and reserved is not host:
             return False
@@ -172,7 +166,10 @@ class DHCPServer:
             if (lease.key != key and reserved is None
                     and not self.policy.may_reuse(lease, now)):
                 return False  # e.g. a peer may have extended it unseen
-        return True
+        if not offers:
+            return True
+        offer = self._offered.get(ip)   # (inline: the hot path)
+        return offer is None or offer[0] == key or offer[1] <= now
 
     def _held_by_other(self, ip, key, host, now):
         """Do we *know* that ``ip`` is someone else's (so a NAK is right)?"""
@@ -209,7 +206,7 @@ class DHCPServer:
                 return ip
         ip = self.allocator.allocate(subnet, key, host, now, self._available)
         if ip is None:
-            ip = self.allocator.reuse(subnet, key, host, now, self._free)
+            ip = self.allocator.reuse(subnet, key, host, now, self._available)
             if ip is not None:
                 self.stats["offer_reused"] += 1
         return ip
