@@ -150,3 +150,16 @@ class NotDurableTests(SynchronousTestCase):
             self.proto.datagramReceived(b"\x01" * 10, ("192.0.2.99", 68))
         self.assertEqual(len(events), 1)
         self.assertEqual(self.server.stats["malformed"], 100)
+
+    def test_send_errors_logged_once_an_interval_and_not_counted_as_acks(self):
+        events = []
+        self.proto._log = Logger(observer=events.append)
+
+        def refuse(data, addr):
+            raise OSError(101, "Network is unreachable")
+        self.proto._sendto = refuse
+        for n in range(2500):
+            self.select("192.0.2.10").callback(None)
+        self.assertEqual(self.server.stats["send_errors"], 2500)
+        self.assertEqual(self.server.stats["ack"], 0)
+        self.assertEqual(len(events), 1)

@@ -71,8 +71,8 @@ class DHCPProtocol(DatagramProtocol):
             stats["send_errors"] += 1
             if decision.counted is not None:
                 stats[decision.counted] -= 1    # counted only when sent
-            if stats["send_errors"] % 1000 == 1:  # one line per thousand
-                self._log.warn("cannot send reply to {dest} on {iface}: {why} "
-                               "({count} send errors so far)", dest=decision.dest,
-                               iface=self.iface.name, why=e,
-                               count=stats["send_errors"])
+            self.server.rate_log.warn(
+                self._log, "send error",
+                "cannot send reply to {dest} on {iface}: {why} ({count} send "
+                "errors so far)", dest=decision.dest, iface=self.iface.name,
+                why=e, count=stats["send_errors"])
