@@ -20,7 +20,7 @@ from twisted.names import common, dns, error
 from dhcpfo.dns import names
 from dhcpfo.dns.deadlines import Deadlines
 from dhcpfo.dns.names import networks_of  # noqa: F401 (dns.service imports it here)
-from dhcpfo.dns.ratelog import RateLog
+from dhcpfo.ratelog import RateLog
 from dhcpfo.dns.wire import FastTable
 # NameNotFound and Refused are imported from here by dhcpfo.dns.server.
 from dhcpfo.dns.zone import (DENY_NAMES, Answer, NameNotFound, Refused,  # noqa: F401
@@ -84,7 +84,7 @@ class LeaseAuthority(common.ResolverBase):
         for n in reserved_names:
             n = n.strip().rstrip(".").lower()
             self._own.add(n if "." in n or not domain else n + "." + domain)
-        self._ratelog = RateLog(self._log, clock)
+        self._ratelog = RateLog(clock)
         # name -> {rtype: [(rdata, ttl)]}; [(domain, that or None)]
         self._static, self._rules = static_tables(static, static_ttl)
         self._contenders = {}   # name -> {ip: Lease}
@@ -269,7 +269,7 @@ class LeaseAuthority(common.ResolverBase):
             return True
         if live:
             self.stats["names_denied"] += 1
-            self._ratelog.emit("warn", "denied",
+            self._ratelog.warn(self._log, "denied",
                                "name {name} not published for {ip} ({client}): "
                                "it is reserved or denied", name=name, ip=lease.ip,
                                client=lease.key[1:].hex(":"))
@@ -291,7 +291,7 @@ class LeaseAuthority(common.ResolverBase):
             old_losers = self._losers.get(name, frozenset())
             for ip in sorted(losers - old_losers):
                 self.stats["conflicts"] += 1
-                self._ratelog.emit("warn", "conflict",
+                self._ratelog.warn(self._log, "conflict",
                                    "name {name} not published for {ip} ({client}): "
                                    "{reason}", name=name, ip=ip,
                                    client=claims[ip].key[1:].hex(":"), reason=reason)
@@ -392,8 +392,8 @@ class LeaseAuthority(common.ResolverBase):
         try:
             self._settle(name, now)
         except Exception:
-            self._ratelog.failure("deadline", "DNS names of {name} not updated",
-                                  name=name)
+            self._ratelog.failure(self._log, "deadline",
+                                  "DNS names of {name} not updated", name=name)
 
     # -- introspection -------------------------------------------------------
 

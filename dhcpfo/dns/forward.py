@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.names import common, dns, error
 
 from dhcpfo.dns import names
-from dhcpfo.dns.ratelog import RateLog
+from dhcpfo.ratelog import RateLog
 from dhcpfo.dns.upstream import Sender, matches as _matches
 
 TIMEOUT = 1.5
@@ -94,7 +94,7 @@ class Forwarder(common.ResolverBase):
             send = self._sender = Sender(clock)
         self.send = send
         self._pending = {}
-        self._ratelog = RateLog(self._log, clock)
+        self._ratelog = RateLog(clock)
         self.stats = {"forwarded": 0, "cache_hits": 0, "servfail_fast": 0,
                       "upstream_timeouts": 0, "upstream_errors": 0,
                       "upstream_slow": 0, "forward_max": 0}
@@ -142,7 +142,7 @@ class Forwarder(common.ResolverBase):
             return d
         if len(self._pending) >= self.forward_max:
             self.stats["forward_max"] += 1
-            self._ratelog.emit("warn", "forward_max",
+            self._ratelog.warn(self._log, "forward_max",
                                "{limit} DNS questions in flight to upstream "
                                "servers: refusing more", limit=self.forward_max)
             return defer.fail(Overloaded(name))
@@ -193,7 +193,7 @@ class Forwarder(common.ResolverBase):
         upstream.probing = False
         if not _matches(message, query):
             self.stats["upstream_errors"] += 1
-            self._ratelog.emit("warn", ("other", upstream.address),
+            self._ratelog.warn(self._log, ("other", upstream.address),
                                "upstream {upstream} answered another question; "
                                "ignored", upstream=upstream.describe())
             self._try(query, key, rest, None, result)

@@ -19,12 +19,12 @@ import errno
 import ipaddress
 
 from twisted.internet import posixbase, protocol, udp
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.names import dns, error, resolve, server
 from twisted.protocols.policies import TimeoutMixin
 
 from dhcpfo.dns.authority import NameNotFound, Refused
-from dhcpfo.dns.ratelog import RateLog
+from dhcpfo.ratelog import RateLog
 # The codec lives in dhcpfo.dns.message; its names are used here and by tests.
 from dhcpfo.dns.message import (BADVERS, TCP_LIMIT, UDP_LIMIT,  # noqa: F401
                                 FormatError, Query, decode_query,
@@ -107,7 +107,7 @@ class DNSServerFactory(server.DNSServerFactory):
         self.fast = authority.fast
         self.stats = stats if stats is not None else {}
         #: every line a packet can cause goes through it
-        self.ratelog = RateLog(self._log, clock)
+        self.ratelog = RateLog(clock)
         #: host -> TCP connections open from it
         self.tcp_hosts = {}
         for key in ("queries_slow", "refused", "formerr", "dropped", "badvers",
@@ -152,8 +152,8 @@ class DNSServerFactory(server.DNSServerFactory):
             query = decode_query(data)
         except FormatError as e:
             self.stats["formerr"] += 1
-            self.ratelog.emit("debug", "formerr", "FORMERR to {address}: {why}",
-                              address=address, why=e)
+            self.ratelog.emit(self._log, LogLevel.debug, "formerr",
+                              "FORMERR to {address}: {why}", address=address, why=e)
             self._write(proto, formerr(data), address)
             return
         query.limit = limit
@@ -225,13 +225,14 @@ class DNSServerFactory(server.DNSServerFactory):
             self._reply(query, dns.EREFUSED)
         else:
             self.stats["servfail"] += 1
-            self.ratelog.failure("resolver", "DNS query {query} failed", failure,
-                                 query=message.queries[0])
+            self.ratelog.failure(self._log, "resolver", "DNS query {query} failed",
+                                 failure, query=message.queries[0])
             self._reply(query, dns.ESERVER)
 
     def _crashed(self, failure, query):
         self.stats["errors"] += 1
-        self.ratelog.failure("crashed", "answering a DNS query failed", failure)
+        self.ratelog.failure(self._log, "crashed", "answering a DNS query failed",
+                             failure)
 
     # -- replies -------------------------------------------------------------
 
@@ -249,7 +250,8 @@ class DNSServerFactory(server.DNSServerFactory):
             proto.writeBytes(data, address)
         except Exception:
             self.stats["errors"] += 1
-            self.ratelog.failure("send", "cannot send a DNS response to {address}",
+            self.ratelog.failure(self._log, "send",
+                                 "cannot send a DNS response to {address}",
                                  address=address)
 
 
@@ -296,8 +298,9 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
             self.factory.handle(data, self, addr, allowed, UDP_LIMIT)
         except Exception:
             self.factory.stats["errors"] += 1
-            self.factory.ratelog.failure("datagram", "DNS datagram from {addr} not "
-                                         "handled", addr=addr)
+            self.factory.ratelog.failure(self._log, "datagram",
+                                         "DNS datagram from {addr} not handled",
+                                         addr=addr)
 
     def writeBytes(self, data, address):
         try:
@@ -338,10 +341,12 @@ class DNSDatagramProtocol(protocol.DatagramProtocol):
                     self.datagramReceived(data, addr)
                 except Exception:
                     self.factory.stats["errors"] += 1
-                    self.factory.ratelog.failure("datagram", "DNS datagram from "
-                                                 "{addr} not handled", addr=addr)
+                    self.factory.ratelog.failure(self._log, "datagram",
+                                                 "DNS datagram from {addr} not "
+                                                 "handled", addr=addr)
         except Exception:
-            self.factory.ratelog.failure("read", "reading DNS datagrams failed")
+            self.factory.ratelog.failure(self._log, "read",
+                                         "reading DNS datagrams failed")
         finally:
             self.answered_fast += answered
 
@@ -400,7 +405,8 @@ class DNSStreamProtocol(dns.DNSProtocol, TimeoutMixin):
             self.factory.handle(data, self, None, self._allowed, TCP_LIMIT)
         except Exception:
             self.factory.stats["errors"] += 1
-            self.factory.ratelog.failure("tcp", "DNS message over TCP not handled")
+            self.factory.ratelog.failure(self._log, "tcp",
+                                         "DNS message over TCP not handled")
 
     def writeBytes(self, data, address=None):
         if self.transport is not None and self.connected:
