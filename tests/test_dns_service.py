@@ -48,6 +48,19 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(c.dns_allow, (ipaddress.ip_network("198.51.100.0/24"),))
         self.assertEqual(build(("dns-port", "0")).dns_port, 0)
 
+    def test_forward_max(self):
+        self.assertEqual(build().dns_forward_max, 150)
+        c = build(("server", "203.0.113.2"), ("dns-forward-max", "20"))
+        self.assertEqual(c.dns_forward_max, 20)
+        dns_service = DNSService(c, LeaseTable(), reactor, interfaces=[
+            InterfaceInfo("e0", 0xC0000201, 0xFFFFFF00)])
+        dns_service.build()
+        self.assertEqual(dns_service.forwarder.forward_max, 20)
+        for bad in ("0", "-1", "many"):
+            with self.assertRaises(C.ConfigError) as caught:
+                build(("dns-forward-max", bad))
+            self.assertIn("positive number", str(caught.exception))
+
     def test_errors_say_what_is_wrong(self):
         cases = [
             (("server", "/lab.test/203.0.113.2"), "per-domain servers"),

@@ -22,6 +22,8 @@ VALUED = {
     "addn-hosts": "Also answer the names of this /etc/hosts-format file.",
     "dns-allow": "NETWORK/PREFIX: also answer DNS from this network (by default "
                  "only our own networks and loopback are answered).",
+    "dns-forward-max": "N: at most N questions forwarded upstream at once "
+                       "(default 150, as dnsmasq); beyond it REFUSED.",
 }
 
 
@@ -44,6 +46,14 @@ def parse_port(value):
     value = value.strip()
     if not value.isdigit() or int(value) > 65535:
         raise ConfigError("%r is not a port number (0 disables DNS)" % value)
+    return int(value)
+
+
+def parse_forward_max(value):
+    value = value.strip()
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError("%r is not a positive number of questions (dnsmasq's "
+                          "default is 150)" % value)
     return int(value)
 
 
@@ -128,9 +138,11 @@ def parse_addn_hosts(value):
     return read_hosts_file(value.strip())
 
 
-#: option name -> (Config field, parser); dns-port is a single value.
+#: option name -> (Config field, parser); SINGLE fields take one value.
+SINGLE = ("dns_port", "dns_forward_max")
 PARSERS = {
     "dns-port": ("dns_port", parse_port),
+    "dns-forward-max": ("dns_forward_max", parse_forward_max),
     "server": ("servers", parse_server),
     "host-record": ("host_records", parse_host_record),
     "address": ("address_rules", parse_address),

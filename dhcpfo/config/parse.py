@@ -74,7 +74,7 @@ def _apply(fields, name, value):
             fields[field] = parse(value)
     elif name in dns.PARSERS:
         field, parse = dns.PARSERS[name]
-        if field == "dns_port":
+        if field in dns.SINGLE:
             fields[field] = parse(value)
         else:
             fields[field] = fields.get(field, ()) + (parse(value),)

@@ -123,6 +123,7 @@ class Config:
     address_rules = attr.ib(default=())     # AddressRule
     addn_hosts = attr.ib(default=())        # HostsFile
     dns_allow = attr.ib(default=())         # ipaddress networks
+    dns_forward_max = attr.ib(default=150)  # questions upstream at once
     # The process (docs/security.md): whom to run as after binding, and who
     # may change state through the control socket besides root.
     user = attr.ib(default=None)            # a user name, or None: do not switch

@@ -109,7 +109,8 @@ class DNSService(service.Service):
         if upstreams:
             self.cache = DNSCache(self.reactor)
             self.forwarder = Forwarder(upstreams, self.reactor, cache=self.cache,
-                                       send=self.send)
+                                       send=self.send,
+                                       forward_max=config.dns_forward_max)
         allowed = list(networks) + list(getattr(config, "dns_allow", ()))
         for iface in interfaces:
             allowed.append(ipaddress.ip_network(iface.address))
