@@ -4,11 +4,14 @@
 import ipaddress
 import socket
 
+import attr
+
 from twisted.internet import defer, reactor
 from twisted.names import client, dns
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from dhcpfo import config as C
+from dhcpfo.config.records import FailoverConfig
 from dhcpfo.dhcp.pool import InterfaceInfo
 from dhcpfo.dns import upstream
 from dhcpfo.dns.service import DNSService, DNSStartError
@@ -60,6 +63,23 @@ class ConfigTests(SynchronousTestCase):
             with self.assertRaises(C.ConfigError) as caught:
                 build(("dns-forward-max", bad))
             self.assertIn("positive number", str(caught.exception))
+
+    def test_failover_names_are_reserved(self):
+        """No client may publish the name of a server of the failover group."""
+        c = attr.evolve(build(("domain", "lab.test")), failover=FailoverConfig(
+            name="dhcp-a", peers=("dhcp-b",)))
+        table = LeaseTable()
+        dns_service = DNSService(c, table, reactor, interfaces=[
+            InterfaceInfo("e0", 0xC0000201, 0xFFFFFF00)])
+        dns_service.build()
+        authority = dns_service.authority
+        table.listeners.append(authority.lease_changed)
+        for ip, name in (("192.0.2.10", "dhcp-a"), ("192.0.2.11", "dhcp-b"),
+                         ("192.0.2.12", "laptop")):
+            table.put(Lease(ip, b"\x52\x54\x00\x00\x00" + bytes([int(ip[-2:])]),
+                            b"", name, ACTIVE, 0.0, 1e12, "dhcp-a", 1))
+        self.assertEqual(sorted(authority.published()), ["laptop.lab.test"])
+        self.assertEqual(authority.stats["names_denied"], 2)
 
     def test_errors_say_what_is_wrong(self):
         cases = [

@@ -105,7 +105,7 @@ class DNSService(service.Service):
         self.authority = LeaseAuthority(
             self.reactor, domain=domain, networks=networks, static=static,
             reserved=reserved, server_name=getattr(config, "server_name", ""),
-            recursion=bool(upstreams))
+            recursion=bool(upstreams), reserved_names=_server_names(config))
         if upstreams:
             self.cache = DNSCache(self.reactor)
             self.forwarder = Forwarder(upstreams, self.reactor, cache=self.cache,
@@ -213,3 +213,12 @@ class DNSService(service.Service):
         if self.authority is not None:
             out.update(self.authority.stats)
         return out
+
+
+def _server_names(config):
+    """The failover group's server names: no client may publish a name that
+    DNS on any of them answers as its own."""
+    failover = getattr(config, "failover", None)
+    if failover is None:
+        return ()
+    return tuple(n for n in (failover.name,) + tuple(failover.peers) if n)
