@@ -540,3 +540,24 @@ class MalformedTests(SynchronousTestCase):
         lambda b: b[:236] + P.MAGIC + b[236:]))
     def test_arbitrary_bytes_after_magic(self, data):
         check_parses_or_codec_error(self, data)
+
+
+class JoinedTests(SynchronousTestCase):
+    """``joined`` says whether RFC 3396 instances were joined: only then can
+    a value pass 255 bytes (the DHCP edge checks its bounds on that)."""
+
+    def test_single_instances(self):
+        packet = P.parse(discover(o12=b"h" * 255, o61=b"\x01" * 255).encode())
+        self.assertFalse(packet.joined)
+
+    def test_joined_in_options(self):
+        self.assertTrue(P.parse(discover(o61=b"\x01" + b"x" * 399).encode()).joined)
+
+    def test_joined_across_overload(self):
+        data = raw(opt(53, b"\x01") + opt(52, b"\x01") + opt(12, b"ab") + b"\xff",
+                   file=opt(12, b"cd") + b"\xff")
+        packet = P.parse(data)
+        self.assertEqual((packet.options[12], packet.joined), (b"abcd", True))
+
+    def test_built_packets_are_not_known_unjoined(self):
+        self.assertTrue(P.Packet().joined)

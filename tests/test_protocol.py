@@ -103,7 +103,8 @@ class NotDurableTests(SynchronousTestCase):
     def test_failed_write_rolls_the_table_back(self):
         self.select("192.0.2.10").errback(IOError("disk full"))
         self.assertIsNone(self.server.table.get("192.0.2.10"))
-        self.assertIsNone(self.server.table.for_client(b"h" + bytes.fromhex("525400000001")))
+        self.assertIsNone(self.server.table.for_client(
+            b"h" + bytes.fromhex("525400000001")))
         self.assertEqual(self.server.stats["ack"], 0)
         self.assertEqual(self.server.stats["not_durable"], 1)
         self.assertEqual(self.transport.sent, [])

@@ -32,24 +32,22 @@ _BOUNDS = (
     (P.RELAY_AGENT_INFO, MAX_ONE_OPTION, "relay agent information (82)"),
     (P.PARAMETER_REQUEST_LIST, MAX_ONE_OPTION, "parameter request list (55)"),
 )
-# No bound is below this: a request whose every option is shorter is fine.
-_SMALLEST_BOUND = min(limit for _, limit, _ in _BOUNDS)
 
 
 def problem(pkt):
     """Why the request ``pkt`` is refused at the edge, or None if it is fine.
 
-    Cheap on the hot path: one pass over the option lengths, and the bounds
-    looked at only when an option is that long.
+    Cheap on the hot path: one option instance holds at most 255 bytes, so
+    unless the codec joined instances (RFC 3396) only the host name (253)
+    can be past its bound.
     """
     options = pkt.options
     if pkt.hlen == 0 and P.CLIENT_ID not in options:
         return "no hardware address (hlen 0) and no client identifier"
-    for value in options.values():
-        if len(value) > _SMALLEST_BOUND:
-            break
-    else:
-        return None
+    if not pkt.joined:
+        hostname = options.get(P.HOSTNAME)
+        if hostname is None or len(hostname) <= MAX_NAME:
+            return None
     for code, limit, name in _BOUNDS:
         value = options.get(code)
         if value is not None and len(value) > limit:
@@ -79,8 +77,9 @@ def sanitize_hostname(raw):
 
 
 class Gate:
-    """What a :class:`DHCPServer` checks before it decides: the bounds, the
-    DISCOVER rate per interface or relay, the decline limits.  Each refusal
+    """What a :class:`DHCPServer` checks before it decides: the bounds
+    (:func:`problem`), the DISCOVER rate per interface or relay
+    (``discovers``), the decline limits.  Each refusal
     is counted in ``stats`` and logged through ``rate_log`` to
     ``owner._log``, looked up only when there is a line to write (a class's
     Logger is a descriptor that builds a new Logger at each access)."""
@@ -94,27 +93,21 @@ class Gate:
                                                DECLINE_PROBATION)
         self.declines_per_subnet = SubnetLimit(DECLINE_PROBATION)
 
-    def bounded(self, pkt):
-        """Is ``pkt`` within every bound?  If not it is counted (malformed)."""
-        refused = problem(pkt)
-        if refused is None:
-            return True
+    def refuse(self, pkt, why):
+        """``pkt`` is past a bound (:func:`problem` said ``why``)."""
         self.stats["malformed"] += 1
         self.rate_log.info(self.owner._log, "malformed",
                            "dropped a request from {client}: {why}",
-                           client=pkt.chaddr[:pkt.hlen].hex(":"), why=refused)
-        return False
+                           client=pkt.chaddr[:pkt.hlen].hex(":"), why=why)
 
-    def discover_allowed(self, pkt, iface, now):
-        if self.discovers.allow((iface.name, pkt.giaddr), now):
-            return True
+    def rate_limited(self, pkt, iface):
+        """A DISCOVER ``discovers`` refused."""
         self.stats["rate_limited"] += 1
         self.rate_log.warn(
             self.owner._log, ("rate", iface.name, pkt.giaddr),
             "DISCOVERs on {iface} via {relay} over the rate limit ({rate:.0f}/s): "
             "dropped", iface=iface.name, relay=str_from_bytes(pkt.giaddr),
             rate=DISCOVER_RATE)
-        return False
 
     def decline_allowed(self, key, subnet, now):
         """May ``key`` quarantine one more address of ``subnet``?"""

@@ -64,7 +64,7 @@ class Packet:
 
     __slots__ = ("op", "htype", "hlen", "hops", "xid", "secs", "flags",
                  "ciaddr", "yiaddr", "siaddr", "giaddr", "chaddr", "sname",
-                 "file", "options")
+                 "file", "options", "joined")
 
     def __init__(self, op=BOOTREQUEST, htype=1, hlen=6, hops=0, xid=0, secs=0,
                  flags=0, ciaddr=ZERO_IP, yiaddr=ZERO_IP, siaddr=ZERO_IP,
@@ -85,6 +85,9 @@ class Packet:
         self.sname = sname
         self.file = file
         self.options = {} if options is None else options
+        # Were option instances joined (RFC 3396)?  Only then can a value be
+        # over 255 bytes; a packet built here is not known not to be.
+        self.joined = True
 
     @property
     def message_type(self):
@@ -127,15 +130,17 @@ def encode_options(items):
 
 
 def _parse_options(data, start, end, options):
-    """Add the options in ``data[start:end]`` to ``options`` (RFC 3396 joins)."""
+    """Add the options in ``data[start:end]`` to ``options`` (RFC 3396 joins);
+    whether any instances were joined."""
     i = start
+    joined = False
     while i < end:
         code = data[i]
         if code == PAD:
             i += 1
             continue
         if code == END:
-            return
+            return joined
         if i + 1 >= end:
             raise CodecError("option %d at offset %d has no length byte" % (code, i))
         length = data[i + 1]
@@ -145,8 +150,13 @@ def _parse_options(data, start, end, options):
                              % (code, i))
         value = data[i + 2:stop]
         previous = options.get(code)
-        options[code] = value if previous is None else previous + value
+        if previous is None:
+            options[code] = value
+        else:
+            options[code] = previous + value
+            joined = True
         i = stop
+    return joined
 
 
 def parse(data):
@@ -161,17 +171,18 @@ def parse(data):
     if hlen > 16:
         raise CodecError("hardware address length %d exceeds 16" % hlen)
     options = {}
+    joined = False
     if data[236:240] == MAGIC:
-        _parse_options(data, 240, len(data), options)
+        joined = _parse_options(data, 240, len(data), options)
         overload = options.get(OVERLOAD)
         if overload is not None:
             if len(overload) != 1 or overload[0] not in (1, 2, 3):
                 raise CodecError("option overload (52) value %r is not 1, 2 or 3"
                                  % overload)
             if overload[0] & 1:
-                _parse_options(file, 0, len(file), options)
+                joined |= _parse_options(file, 0, len(file), options)
             if overload[0] & 2:
-                _parse_options(sname, 0, len(sname), options)
+                joined |= _parse_options(sname, 0, len(sname), options)
         for code, length in _FIXED_LENGTH.items():
             value = options.get(code)
             if value is not None and len(value) != length:
@@ -199,6 +210,7 @@ def parse(data):
     packet.sname = sname
     packet.file = file
     packet.options = options
+    packet.joined = joined
     return packet
 
 

@@ -17,6 +17,7 @@ from dhcpfo.dhcp import edge, reply
 from dhcpfo.dhcp import packet as P
 from dhcpfo.dhcp.allocator import Allocator
 from dhcpfo.dhcp.edge import DECLINE_PROBATION, sanitize_hostname
+from dhcpfo.dhcp.edge import problem as edge_problem
 from dhcpfo.dhcp.offers import Offers
 from dhcpfo.dhcp.policy import Standalone
 from dhcpfo.dhcp.reply import Decision
@@ -52,6 +53,7 @@ class DHCPServer:
         self.rate_log = RateLog(clock, interval=60.0)
         # Bounds, DISCOVER rates and decline limits (issue 10 items 1, 7, 8).
         self.gate = edge.Gate(self.stats, self.rate_log, self)
+        self._discovers = self.gate.discovers
         self.offers = Offers()
         self.allocator = Allocator(table, self.offers)
         self._offered = self.offers.by_ip
@@ -111,7 +113,9 @@ class DHCPServer:
         if mtype is None:
             stats["bootp_ignored"] += 1
             return None
-        if not self.gate.bounded(pkt):
+        refused = edge_problem(pkt)
+        if refused is not None:
+            self.gate.refuse(pkt, refused)
             return None
         client_id = pkt.options.get(P.CLIENT_ID, b"")
         host = self.host_for(pkt, client_id)
@@ -125,7 +129,8 @@ class DHCPServer:
         now = self.clock.seconds()
         key = client_key(client_id, pkt.chaddr[:pkt.hlen])
         if mtype == P.DISCOVER:
-            if not self.gate.discover_allowed(pkt, iface, now):
+            if not self._discovers.allow((iface.name, pkt.giaddr), now):
+                self.gate.rate_limited(pkt, iface)
                 return None
             return self._discover(pkt, iface, subnet, host, key, client_id, now)
         if mtype == P.REQUEST:
@@ -271,7 +276,7 @@ class DHCPServer:
                 return self._nak(pkt, iface, "address not on this network")
             self.stats["not_ours"] += 1
             return None
-        text = ip_str(ip)
+        text = str_from_bytes(requested)
         lease = self.table.by_ip.get(text)
         mine = lease is not None and lease.key == key and lease.state != DECLINED
         offer = self._offered.get(ip)
