@@ -7,27 +7,8 @@ labels joined by dots, no trailing dot; the root is ``""``.
 import ipaddress
 import re
 
-_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 #: What a DHCP client's name must look like to be published (one label).
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
-
-class InvalidName(ValueError):
-    """A configured name is not a valid domain name."""
-
-
-def normalize(text):
-    """A configured name in our form; raises :class:`InvalidName` when invalid."""
-    name = text.strip().rstrip(".").lower()
-    if not name:
-        raise InvalidName("an empty name")
-    if len(name) > 253:
-        raise InvalidName("%r is longer than 253 characters" % text)
-    for label in name.split("."):
-        if not _LABEL.match(label):
-            raise InvalidName("%r is not a valid domain name (label %r)" % (text, label))
-    return name
 
 
 def from_wire_name(raw):

@@ -6,8 +6,10 @@ serve tests/test_dns_server.py and test_dns_authority.py, which build
 static data from option text.
 """
 
+from dhcpfo.config import ConfigError
 from dhcpfo.config.dns import parse_address, parse_host_record
 from dhcpfo.config.records import HostsFile
+from dhcpfo.config.values import normalize_name
 from dhcpfo.dns import names
 
 __all__ = ["StaticData", "build_static", "parse_address", "parse_host_record",
@@ -74,8 +76,8 @@ def build_static(domain, host_records=(), address_rules=(), hosts_files=(),
                     data.add_address(qualified, address, ttl, ptr_name=first)
     for ip, hostname in reservations:
         try:
-            hostname = names.normalize(hostname)
-        except names.InvalidName:
+            hostname = normalize_name(hostname)
+        except ConfigError:
             continue
         data.add_address(_qualified(hostname, domain)[-1], ip, ttl)
     rules = []

@@ -2,6 +2,8 @@
 
 from twisted.plugin import getPlugins
 
+from dhcpfo.config import ConfigError
+from dhcpfo.config.dhcp import split_description
 from dhcpfo.interfaces import ILeaseStoreFactory
 
 DEFAULT = "sqlite:path=dhcpfo-leases.db"
@@ -20,36 +22,15 @@ def factories():
 
 
 def parse_description(text):
-    """Split ``prefix:k=v,k=v`` into ``(prefix, {k: v})``; ``\\`` escapes , and =."""
+    """Split ``prefix:k=v,k=v`` into ``(prefix, {k: v})``; ``\\`` escapes , and =.
+
+    The syntax is configuration's (:func:`dhcpfo.config.dhcp.split_description`);
+    this module only adds what needs the installed plugins."""
     prefix, _, rest = text.partition(":")
-    params = {}
-    if rest:
-        for item in _split(rest, ","):
-            key, eq, value = item.partition("=")
-            if not eq:
-                raise StoreDescriptionError(
-                    "lease store parameter %r has no value; write key=value" % item)
-            params[key] = value.replace("\\,", ",").replace("\\=", "=")
-    return prefix, params
-
-
-def _split(text, sep):
-    parts, current, escaped = [], [], False
-    for ch in text:
-        if escaped:
-            current.append("\\" + ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == sep:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    if escaped:
-        current.append("\\")
-    parts.append("".join(current))
-    return parts
+    try:
+        return prefix, split_description(rest)
+    except ConfigError as e:
+        raise StoreDescriptionError(str(e)) from None
 
 
 def describe_stores():
