@@ -242,6 +242,11 @@ def add_stepping_arguments(ap, rates, subject="server", quiet_budget=30.0):
                     help="Kea dhcp-socket-type (relayed traffic only needs udp)")
     ap.add_argument("--perfdhcp-arg", action="append", default=[],
                     help="extra argument passed to the stepping perfdhcp (repeatable)")
+    ap.add_argument("--dhcpfo-args", default="--dhcp-rate-limit 0",
+                    help="extra arguments for every dhcpfo server (one string; default "
+                         "%(default)r: perfdhcp is one relay for every client, so the "
+                         "per-relay DISCOVER limit is off, as Kea and dnsmasq have none; "
+                         "'' for a build that predates the option)")
     ap.add_argument("--venv", default=sys.prefix,
                     help="virtualenv holding dhcpfo's twistd and dhcpfo-ctl "
                          "(default: the one running this benchmark)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 
 from tests.lab import LabError
@@ -118,7 +119,7 @@ class Dhcpfo(Server):
             "--dhcp-range", f"{POOL_FIRST},{POOL_LAST},{NETMASK},1h",
             "--lease-store", f"sqlite:path={os.path.join(self.dir, 'leases.db')}",
             "--control", f"tcp:{CONTROL_PORT}:interface=127.0.0.1",
-        ]
+        ] + shlex.split(self.args.dhcpfo_args)
 
     def log_paths(self) -> list[str]:
         return [self.logfile, os.path.join(self.dir, "dhcpfo.log")]

@@ -5,7 +5,8 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from dhcpfo.dhcp import packet as P
-from dhcpfo.dhcp.edge import DECLINE_PROBATION, DISCOVER_BURST
+from dhcpfo import config as C
+from dhcpfo.dhcp.edge import DECLINE_PROBATION
 from dhcpfo.leases.lease import MAX_CLIENT_ID, MAX_HOSTNAME, fields_problem
 from tests.test_server import BASIC, SERVER, ip, make_server, request
 
@@ -139,6 +140,42 @@ class DeclineLimitTests(SynchronousTestCase):
         self.assertEqual(stats["decline"] + stats["decline_limited"], 20)
 
 
+DISCOVER_RATE, DISCOVER_BURST = 100, 200
+
+
+class RateLimitOptionTests(SynchronousTestCase):
+    """--dhcp-rate-limit RATE[,BURST]: configurable, on by default, 0 is off."""
+
+    def flood(self, args, count=5000):
+        server, iface, _ = make_server([("dhcp-range", "192.0.2.10,192.0.2.200,1h")]
+                                       + args)
+        for n in range(count):  # all in one instant: only the burst passes
+            server.handle(request(P.DISCOVER, mac=mac(n)), iface)
+        return server.stats["rate_limited"]
+
+    def test_parsed(self):
+        base = [("dhcp-range", "192.0.2.10,192.0.2.200,1h")]
+        self.assertEqual(C.build(base).dhcp_rate_limit, (1000, 2000))
+        self.assertEqual(C.build(base + [("dhcp-rate-limit", "50")]).dhcp_rate_limit,
+                         (50, 100))
+        self.assertEqual(C.build(base + [("dhcp-rate-limit", "50,70")]).dhcp_rate_limit,
+                         (50, 70))
+        self.assertIsNone(C.build(base + [("dhcp-rate-limit", "0")]).dhcp_rate_limit)
+        for bad in ("fast", "-1", "10,0", "1,2,3", ""):
+            with self.assertRaises(C.ConfigError, msg=bad) as caught:
+                C.build(base + [("dhcp-rate-limit", bad)])
+            self.assertIn("dhcp-rate-limit", str(caught.exception))
+
+    def test_default_limits_a_flood_past_its_burst(self):
+        self.assertEqual(self.flood([]), 5000 - 2000)
+
+    def test_configured_limit(self):
+        self.assertEqual(self.flood([("dhcp-rate-limit", "10,30")]), 5000 - 30)
+
+    def test_zero_turns_it_off(self):
+        self.assertEqual(self.flood([("dhcp-rate-limit", "0")]), 0)
+
+
 class OfferFloodTests(SynchronousTestCase):
     """Item 7: offers cannot starve a real client; the offer table is bounded;
     a DISCOVER flood is limited per interface or relay; a full pool is not
@@ -147,7 +184,8 @@ class OfferFloodTests(SynchronousTestCase):
     def setUp(self):
         # A /24 range of 191 addresses, as in the report.
         self.server, self.iface, self.clock = make_server(
-            [("dhcp-range", "192.0.2.10,192.0.2.200,1h")])
+            [("dhcp-range", "192.0.2.10,192.0.2.200,1h"),
+             ("dhcp-rate-limit", "%d,%d" % (DISCOVER_RATE, DISCOVER_BURST))])
 
     def discover(self, client, **fields):
         return self.server.handle(request(P.DISCOVER, mac=client, **fields), self.iface)

@@ -25,6 +25,9 @@ VALUED = {
                    "(default %s; 'help' lists stores)." % DEFAULT_STORE,
     "control": "Endpoint of the HTTP control API (default %s)." % DEFAULT_CONTROL,
     "server-name": "This server's name in leases (default: the hostname).",
+    "dhcp-rate-limit": "RATE[,BURST]: DISCOVERs answered per second from one "
+                       "interface or relay (default 1000,2000); 0 turns the "
+                       "limit off.",
 }
 FLAGS = {
     "dhcp-authoritative": "We are the only DHCP server on these networks: NAK "
@@ -204,6 +207,26 @@ def _split(text, sep):
     return parts
 
 
+def parse_rate_limit(value):
+    """``RATE[,BURST]`` -> ``(rate, burst)``; ``0`` -> ``None`` (no limit)."""
+    items = [i.strip() for i in value.split(",")]
+    try:
+        numbers = [int(i) for i in items]
+    except ValueError:
+        numbers = []
+    if not 1 <= len(numbers) <= 2 or any(n < 0 for n in numbers):
+        raise ConfigError("%r is not RATE[,BURST] (whole numbers, e.g. 1000,2000; "
+                          "0 turns the limit off)" % value)
+    rate = numbers[0]
+    if rate == 0:
+        return None
+    burst = numbers[1] if len(numbers) == 2 else 2 * rate
+    if burst < 1:
+        raise ConfigError("a burst of %d lets nothing through; give at least 1 "
+                          "(default: twice the rate)" % burst)
+    return (rate, burst)
+
+
 #: option name -> (Config field, parser, repeatable)
 PARSERS = {
     "interface": ("interfaces", parse_interface, True),
@@ -214,4 +237,5 @@ PARSERS = {
     "lease-store": ("lease_store", parse_store, False),
     "control": ("control", str.strip, False),
     "server-name": ("server_name", str.strip, False),
+    "dhcp-rate-limit": ("dhcp_rate_limit", parse_rate_limit, False),
 }

@@ -112,6 +112,8 @@ class Config:
     options = attr.ib(default=())
     domain = attr.ib(default="")
     authoritative = attr.ib(default=False)
+    # DISCOVERs a second per interface or relay and the burst; None: no limit
+    dhcp_rate_limit = attr.ib(default=(1000, 2000))
     lease_store = attr.ib(default=DEFAULT_STORE)  # the text; checked by makeService
     control = attr.ib(default=DEFAULT_CONTROL)
     server_name = attr.ib(factory=socket.gethostname)

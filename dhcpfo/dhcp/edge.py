@@ -60,11 +60,6 @@ DECLINE_PROBATION = 600.0     # a declined address rests this long (as dnsmasq)
 # the larger of DECLINES_PER_SUBNET and 1/16 of its dynamic addresses.
 DECLINES_PER_CLIENT = 2
 DECLINES_PER_SUBNET = 16
-# DISCOVERs answered per second from one interface or relay (giaddr), and
-# the burst allowed above that rate (item 7); the rest are dropped, counted
-# (rate_limited) and summarised in one line a minute.
-DISCOVER_RATE = 100.0
-DISCOVER_BURST = 200
 
 
 def sanitize_hostname(raw):
@@ -84,11 +79,15 @@ class Gate:
     ``owner._log``, looked up only when there is a line to write (a class's
     Logger is a descriptor that builds a new Logger at each access)."""
 
-    def __init__(self, stats, rate_log, owner):
+    def __init__(self, stats, rate_log, owner, discover_limit=None):
         self.stats = stats
         self.rate_log = rate_log
         self.owner = owner
-        self.discovers = TokenBucket(DISCOVER_RATE, DISCOVER_BURST)
+        # DISCOVERs answered per second from one interface or relay (giaddr)
+        # and the burst above it (--dhcp-rate-limit); the rest are dropped,
+        # counted (rate_limited) and summarised in one line a minute.
+        self.discovers = (TokenBucket(*discover_limit)
+                          if discover_limit is not None else None)
         self.declines_per_client = WindowLimit(DECLINES_PER_CLIENT,
                                                DECLINE_PROBATION)
         self.declines_per_subnet = SubnetLimit(DECLINE_PROBATION)
@@ -107,7 +106,7 @@ class Gate:
             self.owner._log, ("rate", iface.name, pkt.giaddr),
             "DISCOVERs on {iface} via {relay} over the rate limit ({rate:.0f}/s): "
             "dropped", iface=iface.name, relay=str_from_bytes(pkt.giaddr),
-            rate=DISCOVER_RATE)
+            rate=self.discovers.rate)
 
     def decline_allowed(self, key, subnet, now):
         """May ``key`` quarantine one more address of ``subnet``?"""

@@ -52,7 +52,8 @@ class DHCPServer:
         # Lines a client can cause: a few per minute, the rest summarised.
         self.rate_log = RateLog(clock, interval=60.0)
         # Bounds, DISCOVER rates and decline limits (issue 10 items 1, 7, 8).
-        self.gate = edge.Gate(self.stats, self.rate_log, self)
+        self.gate = edge.Gate(self.stats, self.rate_log, self,
+                              getattr(config, "dhcp_rate_limit", None))
         self._discovers = self.gate.discovers
         self.offers = Offers()
         self.allocator = Allocator(table, self.offers)
@@ -129,7 +130,8 @@ class DHCPServer:
         now = self.clock.seconds()
         key = client_key(client_id, pkt.chaddr[:pkt.hlen])
         if mtype == P.DISCOVER:
-            if not self._discovers.allow((iface.name, pkt.giaddr), now):
+            if self._discovers is not None and not self._discovers.allow(
+                    (iface.name, pkt.giaddr), now):
                 self.gate.rate_limited(pkt, iface)
                 return None
             return self._discover(pkt, iface, subnet, host, key, client_id, now)
