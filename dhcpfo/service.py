@@ -331,13 +331,6 @@ def makeService(config, reactor=None, interfaces=None):
         run_as = RunAs(config.user, config.group)
     except KeyError as e:
         raise ConfigError("--user/--group: %s" % e) from None
-    fc = config.failover
-    if (run_as.uid not in (-1, 0) and fc is not None and fc.listen is not None
-            and fc.listen[1] < 1024):
-        raise ConfigError(
-            "--failover-listen port %d is below 1024 and is bound after the "
-            "leases load, when dhcpfo already runs as %s: choose a port of 1024 "
-            "or more" % (fc.listen[1], config.user))
     node = None
     if config.failover is not None:
         node = make_failover_node(config, reactor)

@@ -4,7 +4,7 @@ checks makeService makes against the installed plugins."""
 import io
 import socket
 
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -656,14 +656,22 @@ class ProcessOptionTests(BuildErrorMixin, SynchronousTestCase):
                                "no group 'no-such-group-dhcpfo'")
         self.assertConfigError([("control-socket", "@")], "@NAME")
 
-    def test_failover_listener_below_1024_with_user_is_refused(self):
-        """It is bound after the leases load, when we already are --user."""
+    def test_failover_listener_is_bound_before_the_privilege_drop(self):
+        """Port 647 (below 1024) is bound in privilegedStartService, so
+        --user works with the default; peers are served once attached."""
         config = build(("user", "nobody"), ("failover-listen", "647"),
                        ("failover-insecure", None), ("failover-peers", "b"),
                        ("lease-store", "memory"))
-        error = self.assertRaises(C.ConfigError, service.makeService, config,
-                                  MemoryReactorClock(), interfaces=[LAN])
-        self.assertIn("--failover-listen port 647 is below 1024", str(error))
+        reactor = MemoryReactorClock()
+        service.makeService(config, reactor, interfaces=[LAN])  # not refused
+        node = service.make_failover_node(config, reactor)
+        node.privilegedStartService()
+        self.assertEqual([port for port, *_ in reactor.tcpServers], [647])
+        factory = reactor.tcpServers[0][1]
+        early = factory.buildProtocol(None)
+        transport = StringTransport()
+        early.makeConnection(transport)
+        self.assertTrue(transport.disconnecting, "served before the leases loaded")
 
     def test_store_files(self):
         self.assertEqual(service.store_files(build(("lease-store",

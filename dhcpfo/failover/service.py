@@ -2,6 +2,7 @@
 
 from twisted.application import internet, service
 from twisted.internet import endpoints
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from dhcpfo.addr import int_from_str
@@ -36,6 +37,18 @@ class FailoverNode(service.MultiService):
         self.coordinator = None
         self.server = None
         self.table = None
+        self._listening = None
+        if config.listen is not None:
+            # Bound in privilegedStartService (the child's), before --user
+            # drops privileges: the default port 647 is below 1024.
+            host, port = config.listen
+            endpoint = endpoints.TCP4ServerEndpoint(reactor, port, interface=host)
+            if not config.insecure:
+                endpoint = identity.server_endpoint(endpoint)
+            self._listening = _UntilAttached()
+            listener = internet.StreamServerEndpointService(endpoint, self._listening)
+            listener._raiseSynchronously = True
+            listener.setServiceParent(self)
 
     def in_ranges(self, ip):
         n = int_from_str(ip)
@@ -56,16 +69,11 @@ class FailoverNode(service.MultiService):
         if self.config.insecure:
             self._log.warn("failover channel WITHOUT TLS (--failover-insecure): any "
                            "host that reaches it can rewrite the lease database")
-        if self.config.listen is not None:
-            host, port = self.config.listen
-            endpoint = endpoints.TCP4ServerEndpoint(self.clock, port, interface=host)
-            if not self.config.insecure:
-                endpoint = self.identity.server_endpoint(endpoint)
-            listener = internet.StreamServerEndpointService(
-                endpoint, PeerFactory(self.coordinator, self.config.peers,
-                                      initiator=False, insecure=self.config.insecure))
-            listener._raiseSynchronously = True
-            listener.setServiceParent(self)
+        if self._listening is not None:
+            port = self.config.listen[1]
+            self._listening.peers = PeerFactory(
+                self.coordinator, self.config.peers, initiator=False,
+                insecure=self.config.insecure)
             self._log.info("failover: {name} ({role}) listening on port {port}",
                            name=self.settings.name, role=self.settings.role,
                            port=port)
@@ -99,3 +107,23 @@ class FailoverNode(service.MultiService):
         status["name"] = self.settings.name
         status["invalid_records"] = self.coordinator.invalid_records
         return status
+
+
+class _Refuse(Protocol):
+    def connectionMade(self):
+        self.transport.loseConnection()
+
+
+class _UntilAttached(Factory):
+    """The listener's factory: the port is bound at start-up, but a peer is
+    only served once the leases are loaded and failover is attached
+    (``peers`` set); until then a connection is closed at once and the
+    peer's dialler simply tries again."""
+
+    noisy = False
+    peers = None
+
+    def buildProtocol(self, addr):
+        if self.peers is None:
+            return _Refuse()
+        return self.peers.buildProtocol(addr)
