@@ -33,6 +33,25 @@ class MergeTests(SynchronousTestCase):
         accepted, _ = merge(table, [rec("192.0.2.10", 1, 6, state=RELEASED)], NOW)
         self.assertEqual(table.get("192.0.2.10").state, RELEASED)
 
+    def test_a_known_record_does_not_end_the_batch(self):
+        """A record we already hold, first in a batch, must not hide the
+        records after it (each is judged on its own)."""
+        table = LeaseTable()
+        table.put(rec("192.0.2.10", 1, 5))
+        table.put(rec("192.0.2.11", 2, 9))
+        batch = [rec("192.0.2.10", 1, 5),            # the same record again
+                 rec("192.0.2.11", 2, 3),            # older than ours
+                 rec("192.0.2.12", 3, 6)]            # new
+        accepted, conflicts = merge(table, batch, NOW)
+        self.assertEqual([l.ip for l in accepted], ["192.0.2.12"])
+        self.assertEqual(conflicts, [])
+        self.assertEqual(table.get("192.0.2.12").version, 6)
+        self.assertEqual(table.get("192.0.2.11").version, 9)
+        # Two new records: the first does not end the batch either.
+        accepted, _ = merge(table, [rec("192.0.2.13", 4, 1), rec("192.0.2.14", 5, 1)],
+                            NOW)
+        self.assertEqual([l.ip for l in accepted], ["192.0.2.13", "192.0.2.14"])
+
     def test_binding_conflict_recorded_newest_wins(self):
         table = LeaseTable()
         table.put(rec("192.0.2.10", 1, 5, owner="a"))
