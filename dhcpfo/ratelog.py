@@ -53,15 +53,22 @@ class RateLog:
         kind = self._kinds.get(key)
         return kind[2] if kind is not None else 0
 
-    def emit(self, logger, level, key, fmt, **kw):
-        """Log ``fmt`` at ``level`` unless ``key`` is over its rate; True if logged."""
+    def _let_through(self, key, fmt, kw):
+        """``fmt`` with the summary of lines left out, or None to drop it."""
         suppressed = self.allow(key)
         if suppressed is None:
-            return False
+            return None
         if suppressed:
             fmt += " ({suppressed} more like this in the last {interval:.0f}s)"
             kw["suppressed"] = suppressed
             kw["interval"] = self.interval
+        return fmt
+
+    def emit(self, logger, level, key, fmt, **kw):
+        """Log ``fmt`` at ``level`` unless ``key`` is over its rate; True if logged."""
+        fmt = self._let_through(key, fmt, kw)
+        if fmt is None:
+            return False
         logger.emit(level, fmt, **kw)
         return True
 
@@ -76,12 +83,8 @@ class RateLog:
 
     def failure(self, logger, key, fmt, failure=None, **kw):
         """As :meth:`twisted.logger.Logger.failure` (inside an except block)."""
-        suppressed = self.allow(key)
-        if suppressed is None:
+        fmt = self._let_through(key, fmt, kw)
+        if fmt is None:
             return False
-        if suppressed:
-            fmt += " ({suppressed} more like this in the last {interval:.0f}s)"
-            kw["suppressed"] = suppressed
-            kw["interval"] = self.interval
         logger.failure(fmt, failure, **kw)
         return True
